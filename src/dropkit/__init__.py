@@ -1,0 +1,24 @@
+"""dropkit: dropout done right for PyTorch.
+
+Exact semantics (both scalings), reproducible counter-based masks (docs/mask-spec.md),
+autograd without a stored mask, and drop-in ``torch.nn`` twins.
+"""
+
+from __future__ import annotations
+
+from dropkit import functional, nn
+from dropkit.backends import available_backends, get_backend, set_backend, use_backend
+from dropkit.mask import keep_mask
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "available_backends",
+    "functional",
+    "get_backend",
+    "keep_mask",
+    "nn",
+    "set_backend",
+    "use_backend",
+]

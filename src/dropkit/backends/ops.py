@@ -1,0 +1,175 @@
+"""The torch.library custom ops: where masks meet autograd and torch.compile.
+
+Two ops carry every dropkit variant:
+
+- ``dropkit::draw_seed() -> Tensor``: a fresh 64-bit seed (0-d int64, CPU) from torch's
+  default CPU generator. Opaque to the compiler, so a compiled model draws exactly the seeds
+  its eager twin draws under the same ``torch.manual_seed``.
+- ``dropkit::mask_affine(x, seed, thresh, mask_shape, w_keep, w_drop, b_keep, b_drop)``:
+  ``y = x * w + b`` with ``(w, b) = (w_keep, b_keep)`` where the mask keeps and
+  ``(w_drop, b_drop)`` where it drops. The mask has ``mask_shape`` (``x.shape`` with some
+  dimensions set to 1, broadcast along them) and follows the spec of ``dropkit.rng``.
+  Backward regenerates the mask from the seed: ``grad_x = grad_y * w``. Nothing per element
+  is saved.
+
+The in-place form goes through an autograd Function (custom ops may not return an alias).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from dropkit.backends import resolve
+from dropkit.backends.base import opmath_dtype
+
+__all__ = ["apply_mask_affine", "draw_seed", "mask_affine"]
+
+
+@torch.library.custom_op(
+    "dropkit::draw_seed", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,)
+)
+def draw_seed() -> torch.Tensor:
+    """A fresh seed from torch's default CPU generator (advances it by one draw)."""
+    return torch.empty((), dtype=torch.int64).random_()
+
+
+@draw_seed.register_fake
+def _draw_seed_fake() -> torch.Tensor:
+    return torch.empty((), dtype=torch.int64)
+
+
+def _compute(
+    x: torch.Tensor,
+    seed: int,
+    thresh: int,
+    mask_shape: Sequence[int],
+    w_keep: float,
+    w_drop: float,
+    b_keep: float,
+    b_drop: float,
+    out: torch.Tensor | None,
+) -> torch.Tensor:
+    """Evaluate the op into ``out`` (a fresh tensor like ``x`` when None; may be ``x``)."""
+    backend = resolve(x)
+    has_bias = b_keep != 0.0 or b_drop != 0.0
+    if tuple(mask_shape) == tuple(x.shape) and not has_bias:
+        # Fused path: the backend draws and scales in one pass, no mask in memory.
+        if x.is_contiguous() and (out is None or out is x):
+            target = torch.empty_like(x) if out is None else x
+            backend.scale(x, target, seed, thresh, w_keep, w_drop)
+            return target
+        xc = x.contiguous()  # logical order: element i of the spec is xc.view(-1)[i]
+        res = torch.empty_like(xc)
+        backend.scale(xc, res, seed, thresh, w_keep, w_drop)
+        return (torch.empty_like(x) if out is None else out).copy_(res)
+    # Broadcast path: the mask is small ([N, C, 1, ...] or similar), the rest is torch math.
+    numel = math.prod(mask_shape)
+    keep = backend.keep_mask(numel, seed, thresh, x.device).view(tuple(mask_shape))
+    dtype = opmath_dtype(x.dtype)
+    weight = torch.where(keep, _scalar(w_keep, dtype, x), _scalar(w_drop, dtype, x))
+    bias = torch.where(keep, _scalar(b_keep, dtype, x), _scalar(b_drop, dtype, x))
+    if out is x:
+        x.mul_(weight)
+        return x.add_(bias) if has_bias else x
+    y = x.to(dtype) * weight
+    if has_bias:
+        y = y + bias
+    target = torch.empty_like(x) if out is None else out
+    return target.copy_(y)
+
+
+def _scalar(value: float, dtype: torch.dtype, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(value, dtype=dtype, device=like.device)
+
+
+@torch.library.custom_op("dropkit::mask_affine", mutates_args=())
+def mask_affine(
+    x: torch.Tensor,
+    seed: torch.Tensor,
+    thresh: int,
+    mask_shape: list[int],
+    w_keep: float,
+    w_drop: float,
+    b_keep: float,
+    b_drop: float,
+) -> torch.Tensor:
+    """``y = x * w + b`` with ``(w, b)`` chosen per element by the seeded keep mask."""
+    return _compute(
+        x, int(seed), thresh, mask_shape, w_keep, w_drop, b_keep, b_drop, out=None
+    )
+
+
+@mask_affine.register_fake
+def _mask_affine_fake(
+    x: torch.Tensor,
+    seed: torch.Tensor,
+    thresh: int,
+    mask_shape: list[int],
+    w_keep: float,
+    w_drop: float,
+    b_keep: float,
+    b_drop: float,
+) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def _setup_context(ctx: torch.autograd.function.FunctionCtx, inputs: tuple, output: object) -> None:
+    _, seed, thresh, mask_shape, w_keep, w_drop, _, _ = inputs
+    # The seed and four numbers: nothing per element is kept for backward.
+    ctx.mask_args = (seed, thresh, list(mask_shape), w_keep, w_drop)
+
+
+def _backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple:
+    seed, thresh, mask_shape, w_keep, w_drop = ctx.mask_args
+    grad_x = mask_affine(grad, seed, thresh, mask_shape, w_keep, w_drop, 0.0, 0.0)
+    return grad_x, None, None, None, None, None, None, None
+
+
+mask_affine.register_autograd(_backward, setup_context=_setup_context)
+
+
+class _MaskAffineInplace(torch.autograd.Function):
+    """In-place ``x.mul_(w).add_(b)`` with the same mask; backward as for ``mask_affine``."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        seed: torch.Tensor,
+        thresh: int,
+        mask_shape: list[int],
+        w_keep: float,
+        w_drop: float,
+        b_keep: float,
+        b_drop: float,
+    ) -> torch.Tensor:
+        _compute(x, int(seed), thresh, mask_shape, w_keep, w_drop, b_keep, b_drop, out=x)
+        ctx.mark_dirty(x)
+        ctx.mask_args = (seed, thresh, list(mask_shape), w_keep, w_drop)
+        return x
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple:  # type: ignore[override]
+        return _backward(ctx, grad)
+
+
+def apply_mask_affine(
+    x: torch.Tensor,
+    seed: torch.Tensor,
+    thresh: int,
+    mask_shape: Sequence[int],
+    w_keep: float,
+    w_drop: float = 0.0,
+    b_keep: float = 0.0,
+    b_drop: float = 0.0,
+    *,
+    inplace: bool = False,
+) -> torch.Tensor:
+    """Apply the masked affine map, out of place (custom op) or in place (autograd Function)."""
+    shape = list(mask_shape)
+    if inplace:
+        return _MaskAffineInplace.apply(x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop)
+    return mask_affine(x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop)

@@ -1,0 +1,55 @@
+"""``keep_mask``: the mask spec as a public function, served by the current backend."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from dropkit import rng
+from dropkit._checks import check_p, seed_tensor
+from dropkit.backends import resolve
+
+__all__ = ["keep_mask"]
+
+
+def keep_mask(
+    shape: Sequence[int] | torch.Size,
+    p: float,
+    seed: int,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    r"""The keep mask that dropkit draws for a call with this ``shape``, ``p`` and ``seed``.
+
+    .. math:: m_i = [\,\mathrm{Philox4x32\text{-}10}(seed, \lfloor i/4 \rfloor)_{i \bmod 4}
+              \ge \mathrm{round}(p\,2^{32})\,]
+
+    with ``i`` the row-major index. ``dropout(x, p, seed=s)`` equals
+    ``x * keep_mask(x.shape, p, s) / (1 - p)`` (inverted scaling), on every device.
+
+    Args:
+        shape: the shape of the mask.
+        p: drop probability in [0, 1] (``p == 1`` gives all False).
+        seed: the 64-bit key, an int in [0, 2**64).
+        device: where the mask lives (default: CPU).
+
+    Shape: output ``shape``, dtype ``torch.bool``.
+
+    Example:
+        >>> import dropkit
+        >>> m = dropkit.keep_mask((2, 3), 0.5, seed=0)
+        >>> m.shape, m.dtype
+        (torch.Size([2, 3]), torch.bool)
+    """
+    p = check_p(p)
+    if seed is None:
+        raise TypeError("keep_mask needs an explicit int seed")
+    key = int(seed_tensor(seed, None))
+    shape = tuple(int(s) for s in shape)
+    dev = torch.device("cpu" if device is None else device)
+    if p == 1.0:
+        return torch.zeros(shape, dtype=torch.bool, device=dev)
+    probe = torch.empty(0, device=dev)
+    numel = math.prod(shape)
+    return resolve(probe).keep_mask(numel, key, rng.threshold(p), dev).view(shape)
