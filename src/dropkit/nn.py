@@ -18,6 +18,7 @@ from dropkit._checks import check_p, check_scaling
 
 __all__ = [
     "AlphaDropout",
+    "StochasticModule",
     "Dropout",
     "Dropout1d",
     "Dropout2d",
@@ -26,7 +27,14 @@ __all__ = [
 ]
 
 
-class _DropoutNd(nn.Module):
+class StochasticModule(nn.Module):
+    """Marker base of every dropkit module that samples in training mode.
+
+    ``dropkit.mc_mode``, ``guard`` and ``active_dropout`` find dropkit's layers through it.
+    """
+
+
+class _DropoutNd(StochasticModule):
     """Shared settings, checks and repr of every dropout module (like torch's ``_DropoutNd``)."""
 
     __constants__ = ["p", "inplace"]
