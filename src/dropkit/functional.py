@@ -319,7 +319,7 @@ def alpha_dropout(
     seed: int | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    r"""Alpha dropout for SELU networks: keeps zero mean and unit variance. See :class:`dropkit.nn.AlphaDropout`.
+    r"""Alpha dropout for SELU networks: keeps mean 0 and variance 1 (see ``nn.AlphaDropout``).
 
     .. math::
         y = a\,(m x + \alpha'(1 - m)) + b,\quad \alpha' = -1.7581,\quad

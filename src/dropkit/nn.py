@@ -10,6 +10,8 @@ Papers: see :mod:`dropkit.functional`.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
@@ -18,12 +20,12 @@ from dropkit._checks import check_p, check_scaling
 
 __all__ = [
     "AlphaDropout",
-    "StochasticModule",
     "Dropout",
     "Dropout1d",
     "Dropout2d",
     "Dropout3d",
     "FeatureAlphaDropout",
+    "StochasticModule",
 ]
 
 
@@ -37,7 +39,7 @@ class StochasticModule(nn.Module):
 class _DropoutNd(StochasticModule):
     """Shared settings, checks and repr of every dropout module (like torch's ``_DropoutNd``)."""
 
-    __constants__ = ["p", "inplace"]
+    __constants__: ClassVar[list[str]] = ["p", "inplace"]
     p: float
     inplace: bool
     _has_scaling = True

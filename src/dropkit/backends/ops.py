@@ -170,6 +170,9 @@ def apply_mask_affine(
 ) -> torch.Tensor:
     """Apply the masked affine map, out of place (custom op) or in place (autograd Function)."""
     shape = list(mask_shape)
+    if inplace and not (torch.is_grad_enabled() and x.requires_grad):
+        # No graph to record: a plain in-place update that returns the input object itself.
+        return _compute(x, int(seed), thresh, shape, w_keep, w_drop, b_keep, b_drop, out=x)
     if inplace:
         return _MaskAffineInplace.apply(x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop)
     return mask_affine(x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop)
