@@ -201,6 +201,8 @@ def test_uncertainty_against_hand_values() -> None:
     # Class axis elsewhere: same numbers.
     moved = probs.transpose(1, 2)
     assert torch.allclose(mutual_information(moved, dim=1), mutual_information(probs))
+    with pytest.raises(ValueError, match="sample axis"):
+        predictive_entropy(probs, dim=0)
     assert variance(torch.tensor([[1.0], [3.0]])).tolist() == [1.0]
     assert variance(torch.tensor([[1.0], [3.0]]), correction=1).tolist() == [2.0]
 

@@ -205,6 +205,15 @@ def _check_probs(probs: object, name: str) -> torch.Tensor:
     return probs
 
 
+def _class_dim(probs: torch.Tensor, dim: int) -> int:
+    if not -probs.dim() <= dim < probs.dim() or dim % probs.dim() == 0:
+        raise ValueError(
+            f"class axis dim={dim} must be a valid axis other than 0 (the sample axis) "
+            f"of a {probs.dim()}-d tensor"
+        )
+    return dim % probs.dim()
+
+
 def _entropy(probs: torch.Tensor, dim: int) -> torch.Tensor:
     return -torch.special.xlogy(probs, probs).sum(dim)
 
@@ -255,7 +264,7 @@ def predictive_entropy(probs: torch.Tensor, dim: int = -1) -> torch.Tensor:
         0.6931
     """
     probs = _check_probs(probs, "predictive_entropy")
-    dim = dim % probs.dim()
+    dim = _class_dim(probs, dim)
     return _entropy(probs.mean(0), dim - 1)
 
 
@@ -271,7 +280,7 @@ def expected_entropy(probs: torch.Tensor, dim: int = -1) -> torch.Tensor:
         [0.0]
     """
     probs = _check_probs(probs, "expected_entropy")
-    return _entropy(probs, dim).mean(0)
+    return _entropy(probs, _class_dim(probs, dim)).mean(0)
 
 
 def mutual_information(probs: torch.Tensor, dim: int = -1) -> torch.Tensor:
