@@ -6,18 +6,25 @@ autograd without a stored mask, and drop-in ``torch.nn`` twins.
 
 from __future__ import annotations
 
-from dropkit import functional, nn
+from dropkit import functional, mc, modes, nn
 from dropkit.backends import available_backends, get_backend, set_backend, use_backend
 from dropkit.mask import keep_mask
+from dropkit.modes import active_dropout, convert, guard, mc_mode
 
 __version__ = "0.1.0"
 
 __all__ = [
     "__version__",
+    "active_dropout",
     "available_backends",
+    "convert",
     "functional",
     "get_backend",
+    "guard",
     "keep_mask",
+    "mc",
+    "mc_mode",
+    "modes",
     "nn",
     "set_backend",
     "use_backend",

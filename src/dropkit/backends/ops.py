@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
+from dropkit import _mc_context
 from dropkit.backends import resolve
 from dropkit.backends.base import opmath_dtype
 
@@ -170,6 +171,34 @@ def apply_mask_affine(
 ) -> torch.Tensor:
     """Apply the masked affine map, out of place (custom op) or in place (autograd Function)."""
     shape = list(mask_shape)
+    cuts = _mc_context.blocks(x, shape)  # None unless inside dropkit.mc.mc_predict's forward
+    if cuts is not None:
+        # mc_predict folds k Monte-Carlo samples into dim 0: each sample's rows get the mask
+        # key derived from (base seed, sample index, call index), never the drawn ``seed``,
+        # so draw t does not depend on how samples are batched (see dropkit._mc_context).
+        if len(cuts) == 1:
+            return _apply(x, cuts[0][2], thresh, shape, w_keep, w_drop, b_keep, b_drop, inplace)
+        parts = [
+            _apply(x.narrow(0, start, rows), key, thresh, [rows, *shape[1:]],
+                   w_keep, w_drop, b_keep, b_drop, inplace)
+            for start, rows, key in cuts
+        ]
+        return x if inplace else torch.cat(parts)
+    return _apply(x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop, inplace)
+
+
+def _apply(
+    x: torch.Tensor,
+    seed: torch.Tensor,
+    thresh: int,
+    shape: list[int],
+    w_keep: float,
+    w_drop: float,
+    b_keep: float,
+    b_drop: float,
+    inplace: bool,
+) -> torch.Tensor:
+    """``apply_mask_affine`` for one key: the custom op, or the in-place Function."""
     if inplace and not (torch.is_grad_enabled() and x.requires_grad):
         # No graph to record: a plain in-place update that returns the input object itself.
         return _compute(x, int(seed), thresh, shape, w_keep, w_drop, b_keep, b_drop, out=x)
