@@ -6,7 +6,7 @@ autograd without a stored mask, and drop-in ``torch.nn`` twins.
 
 from __future__ import annotations
 
-from dropkit import functional, nn
+from dropkit import functional, nn, schedules
 from dropkit.backends import available_backends, get_backend, set_backend, use_backend
 from dropkit.mask import keep_mask
 
@@ -19,6 +19,7 @@ __all__ = [
     "get_backend",
     "keep_mask",
     "nn",
+    "schedules",
     "set_backend",
     "use_backend",
 ]
