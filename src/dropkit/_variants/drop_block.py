@@ -39,8 +39,8 @@ def drop_block2d_mask(
 def _compute(x: torch.Tensor, seed: int, thresh: int, block_size: int) -> torch.Tensor:
     dropped = drop_block2d_mask(tuple(x.shape), seed, thresh, block_size, x.device)
     dtype = opmath_dtype(x.dtype)
-    kept = (~dropped).sum().to(dtype)
-    scale = x.numel() / kept  # inf when nothing is kept; then every unit is dropped anyway
+    kept = (~dropped).sum().to(torch.float64)  # exact count
+    scale = (x.numel() / kept).to(dtype)  # inf when nothing is kept: every unit is dropped
     zero = torch.zeros((), dtype=dtype, device=x.device)
     return (x.to(dtype) * torch.where(dropped, zero, scale)).to(x.dtype)
 
