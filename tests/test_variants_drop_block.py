@@ -35,7 +35,9 @@ def test_blocks_and_scale(b: int) -> None:
     thresh = rng.threshold(db.block_gamma(p, b, 12, 10))
     seeds = ~rng.keep_bits(x.numel(), seed, thresh).view(x.shape)
     assert torch.equal(dropped, db.drop_block2d_mask(tuple(x.shape), seed, thresh, b, x.device))
-    assert bool(dropped[:, :, : 12 - b + 1, : 10 - b + 1][seeds[:, :, : 12 - b + 1, : 10 - b + 1]].all())
+    assert bool(
+        dropped[:, :, : 12 - b + 1, : 10 - b + 1][seeds[:, :, : 12 - b + 1, : 10 - b + 1]].all()
+    )
 
 
 def test_block_size_one_is_dropouts_mask_and_total_mass_is_kept() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -61,7 +62,7 @@ def test_rates_over_depth() -> None:
     assert len(rates) == 6
     assert rates[-1] == pytest.approx(0.3)
     assert rates == pytest.approx([0.3 * k / 6 for k in range(1, 7)])
-    assert all(b > a for a, b in zip(rates, rates[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(rates))
     assert drop_path_rates(0.0, 3) == [0.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="at least 1"):
         drop_path_rates(0.1, 0)

@@ -37,8 +37,9 @@ def test_output_is_input_times_regenerated_noise() -> None:
     assert torch.equal(gaussian_dropout(xb, p, seed=seed), (xb.float() * n).bfloat16())
 
 
-@pytest.mark.parametrize(("std_of", "ok"), [(lambda p: math.sqrt(p / (1 - p)), True),
-                                             (lambda p: p / (1 - p), False)])
+@pytest.mark.parametrize(
+    ("std_of", "ok"), [(lambda p: math.sqrt(p / (1 - p)), True), (lambda p: p / (1 - p), False)]
+)
 def test_mean_and_variance(std_of: object, ok: bool) -> None:
     """Mean 1 and variance p/(1-p) within 6 sigma; a std of p/(1-p) (no sqrt) fails."""
     p = 0.2
@@ -72,7 +73,9 @@ def test_backward_regenerates_the_noise() -> None:
     y.sum().backward()
     assert torch.equal(x.grad, gaussian_dropout(torch.ones_like(x), 0.3, seed=8))
     # Nothing per element is saved: the graph holds the seed, not a noise tensor.
-    assert not any(isinstance(v, torch.Tensor) and v.numel() > 1 for v in y.grad_fn.__dict__.values())
+    assert not any(
+        isinstance(v, torch.Tensor) and v.numel() > 1 for v in y.grad_fn.__dict__.values()
+    )
     assert torch.autograd.gradcheck(lambda v: gaussian_dropout(v, 0.3, seed=8), (x,))
     assert torch.autograd.gradgradcheck(lambda v: gaussian_dropout(v, 0.3, seed=8), (x,))
 
