@@ -12,7 +12,12 @@ from dropkit._checks import check_input, seed_tensor
 from dropkit._variants import noise
 from dropkit.backends.base import opmath_dtype
 
-__all__ = ["check_temperature", "concrete_dropout", "concrete_dropout_regularizer"]
+__all__ = [
+    "check_temperature",
+    "concrete_dropout",
+    "concrete_dropout_regularizer",
+    "logistic_noise",
+]
 
 
 def check_temperature(temperature: object) -> float:
@@ -23,6 +28,18 @@ def check_temperature(temperature: object) -> float:
     if not (t > 0.0 and math.isfinite(t)):
         raise ValueError(f"temperature must be positive and finite, but got {temperature}")
     return t
+
+
+@torch.library.custom_op("dropkit::logistic_noise", mutates_args=())
+def logistic_noise(like: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
+    """``log(1 - u) - log(u)`` per element of ``like`` (its shape, device, opmath dtype)."""
+    u = noise.uniform(like.numel(), int(seed), like.device).view(like.shape)
+    return (torch.log1p(-u) - torch.log(u)).to(opmath_dtype(like.dtype))
+
+
+@logistic_noise.register_fake
+def _logistic_noise_fake(like: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
+    return torch.empty(like.shape, dtype=opmath_dtype(like.dtype), device=like.device)
 
 
 def concrete_dropout(
@@ -72,10 +89,8 @@ def concrete_dropout(
         raise TypeError("concrete_dropout: p_logit must be a one-element tensor holding logit(p)")
     if not training or input.numel() == 0:
         return input
-    key = int(seed_tensor(seed, generator))
     dtype = opmath_dtype(input.dtype)
-    u = noise.uniform(input.numel(), key, input.device).view(input.shape)
-    logistic = (torch.log1p(-u) - torch.log(u)).to(dtype)
+    logistic = logistic_noise(input.detach(), seed_tensor(seed, generator))
     logit = p_logit.reshape(()).to(dtype)
     drop = torch.sigmoid((logit + logistic) / t)
     keep_prob = torch.sigmoid(-logit)  # 1 - p

@@ -24,20 +24,21 @@ from dropkit.backends.base import opmath_dtype
 __all__ = ["block_gamma", "drop_block2d", "drop_block2d_mask"]
 
 
-def drop_block2d_mask(
-    shape: tuple[int, int, int, int], seed: int, thresh: int, block_size: int, device: torch.device
-) -> torch.Tensor:
-    """Bool ``(N, C, H, W)``, True = dropped; ``block_size`` already clipped to ``min(H, W)``."""
-    n, c, h, w = shape
+def drop_block2d_mask(x: torch.Tensor, seed: int, thresh: int, block_size: int) -> torch.Tensor:
+    """Bool mask shaped like ``x`` ``(N, C, H, W)``, True = dropped; ``block_size`` <= min(H, W).
+
+    The draws come from the backend that serves ``x``.
+    """
+    n, c, h, w = x.shape
     b = block_size
-    drawn = resolve(torch.empty(0, device=device)).keep_mask(n * c * h * w, seed, thresh, device)
+    drawn = resolve(x).keep_mask(n * c * h * w, seed, thresh, x.device)
     corners = ~drawn.view(n, c, h, w)[:, :, : h - b + 1, : w - b + 1]
     padded = tF.pad(corners.to(torch.float32), (b - 1, b - 1, b - 1, b - 1))
     return tF.max_pool2d(padded, kernel_size=b, stride=1) > 0
 
 
 def _compute(x: torch.Tensor, seed: int, thresh: int, block_size: int) -> torch.Tensor:
-    dropped = drop_block2d_mask(tuple(x.shape), seed, thresh, block_size, x.device)
+    dropped = drop_block2d_mask(x, seed, thresh, block_size)
     dtype = opmath_dtype(x.dtype)
     kept = (~dropped).sum().to(torch.float64)  # exact count
     scale = (x.numel() / kept).to(dtype)  # inf when nothing is kept: every unit is dropped

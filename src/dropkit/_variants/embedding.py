@@ -7,8 +7,8 @@ import torch.nn.functional as tF
 
 from dropkit import rng
 from dropkit._checks import check_input, check_p, check_scaling, seed_tensor
-from dropkit.backends import resolve
 from dropkit.backends.base import opmath_dtype
+from dropkit.backends.ops import apply_mask_affine
 
 __all__ = ["embedding_dropout"]
 
@@ -34,7 +34,7 @@ def embedding_dropout(
               \quad s = 1/(1-p) \text{ (inverted) or } 1 \text{ (classic)}
 
     ``m_t`` is the spec's keep decision for row index ``t`` (a mask over the ``V`` rows of
-    the table, from the current backend): a dropped word is zero wherever it appears in the
+    the table, through dropout's op and kernels): a dropped word is zero wherever it appears in the
     batch. Equal, bit for bit, to ``embedding(input, dropout(weight, p,
     broadcast_dims=(1,), seed=s))``, without materialising the masked ``V x D`` table.
     Evaluation: the plain lookup (inverted) or the lookup times ``1-p`` (classic).
@@ -77,12 +77,9 @@ def embedding_dropout(
     if p == 1.0:
         return out * 0.0
     w_keep = 1.0 / (1.0 - p) if scaling == "inverted" else 1.0
-    key = int(seed_tensor(seed, generator))
-    keep = resolve(weight).keep_mask(weight.shape[0], key, rng.threshold(p), weight.device)
+    # One factor per row (w_keep or 0) through the same op and kernels as dropout.
     dtype = opmath_dtype(weight.dtype)
-    factor = torch.where(
-        keep,
-        torch.tensor(w_keep, dtype=dtype, device=weight.device),
-        torch.tensor(0.0, dtype=dtype, device=weight.device),
-    )
-    return (out.to(dtype) * factor[input].unsqueeze(-1)).to(weight.dtype)
+    ones = torch.ones(weight.shape[0], 1, dtype=dtype, device=weight.device)
+    seed_t = seed_tensor(seed, generator)
+    factor = apply_mask_affine(ones, seed_t, rng.threshold(p), [weight.shape[0], 1], w_keep)
+    return (out.to(dtype) * factor[input]).to(weight.dtype)
