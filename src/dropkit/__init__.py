@@ -6,7 +6,7 @@ autograd without a stored mask, and drop-in ``torch.nn`` twins.
 
 from __future__ import annotations
 
-from dropkit import functional, mc, modes, nn
+from dropkit import functional, mc, modes, nn, schedules
 from dropkit.backends import available_backends, get_backend, set_backend, use_backend
 from dropkit.mask import keep_mask
 from dropkit.modes import active_dropout, convert, guard, mc_mode
@@ -26,6 +26,7 @@ __all__ = [
     "mc_mode",
     "modes",
     "nn",
+    "schedules",
     "set_backend",
     "use_backend",
 ]

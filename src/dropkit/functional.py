@@ -5,7 +5,9 @@ Papers:
     detectors"; Srivastava et al. 2014, "Dropout: a simple way to prevent neural networks
     from overfitting" (dropout, both scalings); Tompson et al. 2015, "Efficient object
     localization using convolutional networks" (channel dropout); Klambauer et al. 2017,
-    "Self-normalizing neural networks" (alpha dropout).
+    "Self-normalizing neural networks" (alpha dropout). The rest of the family (Gaussian
+    dropout, drop path, DropBlock, DropConnect, embedding dropout, concrete dropout, R-Drop)
+    lives in ``dropkit._variants`` and is re-exported here; each docstring names its paper.
 
 Naming: ``p`` is always the drop probability, ``training`` the mode flag, ``seed`` the key
 of the mask stream (docs/mask-spec.md), ``scaling`` the convention:
@@ -30,15 +32,31 @@ import torch
 
 from dropkit import rng
 from dropkit._checks import check_input, check_p, check_scaling, seed_tensor
+from dropkit._variants.broadcast import broadcast_mask_shape
+from dropkit._variants.concrete import concrete_dropout, concrete_dropout_regularizer
+from dropkit._variants.drop_block import drop_block2d
+from dropkit._variants.drop_connect import drop_connect
+from dropkit._variants.drop_path import drop_path
+from dropkit._variants.embedding import embedding_dropout
+from dropkit._variants.gaussian import gaussian_dropout
+from dropkit._variants.rdrop import rdrop_loss
 from dropkit.backends.ops import apply_mask_affine
 
 __all__ = [
     "alpha_dropout",
+    "concrete_dropout",
+    "concrete_dropout_regularizer",
+    "drop_block2d",
+    "drop_connect",
+    "drop_path",
     "dropout",
     "dropout1d",
     "dropout2d",
     "dropout3d",
+    "embedding_dropout",
     "feature_alpha_dropout",
+    "gaussian_dropout",
+    "rdrop_loss",
 ]
 
 # SELU's negative saturation value -lambda * alpha, as torch's alpha dropout uses it.
@@ -80,6 +98,7 @@ def dropout(
     scaling: str = "inverted",
     seed: int | None = None,
     generator: torch.Generator | None = None,
+    broadcast_dims: tuple[int, ...] = (),
 ) -> torch.Tensor:
     r"""Zero each element with probability ``p`` during training. See :class:`dropkit.nn.Dropout`.
 
@@ -97,6 +116,10 @@ def dropout(
             (input, p, seed) on every device. None draws one from ``generator``.
         generator: where a fresh seed comes from when ``seed`` is None (default: torch's
             default CPU generator, so ``torch.manual_seed`` reproduces a run).
+        broadcast_dims: dimensions along which one mask is shared (negative allowed), as
+            Flax's ``broadcast_dims`` and Keras' ``noise_shape``: the mask has ``input.shape``
+            with these dimensions set to 1, drawn with the spec over that smaller shape.
+            Default: ``()`` (one decision per element).
 
     Shape: input ``(*)``, output ``(*)`` (same shape, same memory format).
 
@@ -108,11 +131,15 @@ def dropout(
         True
         >>> torch.equal(y, dropout(torch.ones(8), p=0.5, seed=0))
         True
+        >>> z = dropout(torch.ones(2, 5, 3), 0.5, seed=0, broadcast_dims=(1,))
+        >>> bool((z == z[:, :1]).all())  # one mask for every step along dim 1
+        True
     """
     p = check_p(p)
     check_scaling(scaling)
     check_input(input, inplace, "dropout")
-    return _scaled(input, p, training, inplace, scaling, seed, generator, list(input.shape))
+    shape = broadcast_mask_shape(input, broadcast_dims, "dropout")
+    return _scaled(input, p, training, inplace, scaling, seed, generator, shape)
 
 
 def _draws(input: torch.Tensor, p: float, training: bool) -> bool:

@@ -20,12 +20,20 @@ from dropkit._checks import check_p, check_scaling
 
 __all__ = [
     "AlphaDropout",
+    "ConcreteDropout",
+    "DropBlock2d",
+    "DropConnect",
+    "DropPath",
     "Dropout",
     "Dropout1d",
     "Dropout2d",
     "Dropout3d",
+    "EmbeddingDropout",
     "FeatureAlphaDropout",
+    "GaussianDropout",
+    "LockedDropout",
     "StochasticModule",
+    "drop_path_rates",
 ]
 
 
@@ -235,3 +243,14 @@ class FeatureAlphaDropout(AlphaDropout):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return F.feature_alpha_dropout(input, self.p, self.training, self.inplace)
+
+
+# The rest of the family lives in dropkit._variants (they need StochasticModule above).
+from dropkit._variants.nn_noise import ConcreteDropout, GaussianDropout  # noqa: E402
+from dropkit._variants.nn_structured import (  # noqa: E402
+    DropBlock2d,
+    DropPath,
+    LockedDropout,
+    drop_path_rates,
+)
+from dropkit._variants.nn_wrappers import DropConnect, EmbeddingDropout  # noqa: E402
