@@ -17,7 +17,7 @@ from dropkit.functional import alpha_dropout, dropout, dropout2d
 
 numba = pytest.importorskip("numba")
 K = pytest.importorskip("dropkit.kernels.numba_dropout")
-from dropkit.backends.numba import NumbaBackend, load  # noqa: E402
+from dropkit.backends.numba import load  # noqa: E402
 
 np = pytest.importorskip("numpy")
 
@@ -132,6 +132,23 @@ def test_independent_of_thread_count_and_split() -> None:
     K.scale(x[cut:], split[cut:], np.uint64(cut // 4), k0, k1, np.uint64(thresh), *w)
     for other in (*outs, split):
         assert np.array_equal(serial.view(np.uint32), other.view(np.uint32))
+
+
+@pytest.mark.parametrize("dtype", (torch.float16, torch.float32), ids=str)
+def test_backend_thread_split_bit_identical(dtype: torch.dtype) -> None:
+    """Inputs big enough to be split across torch.get_num_threads() helper threads."""
+    n = 2 * NB._min_part + 4 * 3 + 3
+    before = torch.get_num_threads()
+    x = _input(n, dtype)
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            ref, got = _both(x, 2**63 + 5, 0.25)
+            assert torch.equal(_bits(got), _bits(ref)), threads
+            mask = NB.keep_mask(n, 77, rng.threshold(0.25), torch.device("cpu"))
+            assert torch.equal(mask, rng.keep_bits(n, 77, rng.threshold(0.25)))
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_dispatch_names_backend_and_reason() -> None:

@@ -1,6 +1,12 @@
 """The numba backend: fused multi-threaded CPU kernels, bit-identical to the reference.
 
 Launch and allocation only; the kernels live in :mod:`dropkit.kernels.numba_dropout`.
+Large inputs are split into ``torch.get_num_threads()`` slices at multiples of the kernel's
+chunk and run by the serial (``nogil``) kernel on a small pool of Python threads that sleep
+when idle. Numba's own ``prange`` pool (an OpenMP runtime next to torch's) spin-waits
+against torch's threads on small machines and made a training step measurably slower, so it
+is not used here. Every element's result depends only on its index, so the split never
+changes a bit.
 float32 and float64 run in the fused kernel directly (in place when ``out is x``).
 float16 and bfloat16 are widened to float32 by torch, scaled in place by the same kernel,
 and narrowed back by torch's rounding (exactly the reference's path, so bit-identical).
@@ -12,6 +18,9 @@ the compile cost (see docs/kernels.md).
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
 
 import numpy as np
@@ -61,8 +70,10 @@ class NumbaBackend:
 
     def __init__(self, kernels: ModuleType) -> None:
         self._k = kernels
-        # Below two chunks, waking the thread pool costs more than it saves.
-        self._parallel_from = 2 * kernels.CHUNK
+        # Elements per thread below which waking a helper thread costs more than it saves.
+        self._min_part = 8 * kernels.CHUNK
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_key = (0, 0)  # (pid, workers): a forked child or a new thread count rebuilds
 
     def unavailable(self, x: torch.Tensor) -> str | None:
         if x.device.type != "cpu":
@@ -76,7 +87,9 @@ class NumbaBackend:
     ) -> torch.Tensor:
         out = torch.empty(numel, dtype=torch.bool, device=device)
         if numel:
-            self._k.keep_mask(out.numpy(), _ZERO, *_key(seed, thresh))
+            oa = out.numpy()
+            self._split(numel, lambda s, e, c: self._k.keep_mask_serial(
+                oa[s:e], c, *_key(seed, thresh)))
         return out
 
     def scale(
@@ -110,6 +123,33 @@ class NumbaBackend:
         w_keep: float,
         w_drop: float,
     ) -> None:
-        kernel = self._k.scale if n >= self._parallel_from else self._k.scale_serial
         ftype = xa.dtype.type
-        kernel(xa, oa, _ZERO, *_key(seed, thresh), ftype(w_keep), ftype(w_drop))
+        args = (*_key(seed, thresh), ftype(w_keep), ftype(w_drop))
+        kernel = self._k.scale_serial
+        self._split(n, lambda s, e, c: kernel(xa[s:e], oa[s:e], c, *args))
+
+    def _split(self, n: int, run: Callable[[int, int, np.uint64], None]) -> None:
+        """``run(start, stop, counter_base)`` over slices of ``range(n)``, one per thread."""
+        parts = min(torch.get_num_threads(), n // self._min_part)
+        if parts <= 1:
+            run(0, n, _ZERO)
+            return
+        chunk = self._k.CHUNK  # slice edges at chunk multiples: multiples of 4 elements
+        step = -(-n // (parts * chunk)) * chunk
+        pool = self._workers(parts - 1)
+        futures: list[Future] = [
+            pool.submit(run, s, min(s + step, n), np.uint64(s >> 2))
+            for s in range(step, n, step)
+        ]
+        run(0, step, _ZERO)
+        for future in futures:
+            future.result()
+
+    def _workers(self, count: int) -> ThreadPoolExecutor:
+        key = (os.getpid(), count)
+        if self._pool is None or self._pool_key != key:
+            if self._pool is not None and self._pool_key[0] == key[0]:
+                self._pool.shutdown(wait=False)
+            self._pool = ThreadPoolExecutor(count, thread_name_prefix="dropkit-numba")
+            self._pool_key = key
+        return self._pool

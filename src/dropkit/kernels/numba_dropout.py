@@ -30,7 +30,7 @@ from dropkit.rng import (
     PHILOX_ROUNDS,
 )
 
-__all__ = ["BLOCK", "CHUNK", "keep_mask", "scale", "scale_serial"]
+__all__ = ["BLOCK", "CHUNK", "keep_mask", "keep_mask_serial", "scale", "scale_serial"]
 
 BLOCK = 128  # Philox counters per vector block (512 elements)
 CHUNK = 16 * 4 * BLOCK  # elements per parallel task: 8192, a multiple of 4 * BLOCK
@@ -137,6 +137,34 @@ def scale_serial(
     _scale_range(x, out, 0, x.shape[0], ctr_base, key0, key1, thresh, w_keep, w_drop, bits)
 
 
+@njit(**_OPTS)
+def _keep_range(
+    out: np.ndarray,
+    lo: int,
+    hi: int,
+    ctr_base: np.uint64,
+    key0: np.uint64,
+    key1: np.uint64,
+    thresh: np.uint64,
+    bits: np.ndarray,
+) -> None:
+    """``out[lo:hi]`` keep decisions; ``lo`` is a multiple of 4."""
+    for start in range(lo, hi, _NB):
+        m = min(_NB, hi - start)
+        _philox_block(ctr_base + np.uint64(start >> 2), (m + 3) >> 2, key0, key1, bits)
+        for t in range(m):
+            out[start + t] = bits[t] >= thresh
+
+
+@njit(**_OPTS)
+def keep_mask_serial(
+    out: np.ndarray, ctr_base: np.uint64, key0: np.uint64, key1: np.uint64, thresh: np.uint64
+) -> None:
+    """:func:`keep_mask` on the calling thread only."""
+    bits = np.empty(_NB, np.uint64)
+    _keep_range(out, 0, out.shape[0], ctr_base, key0, key1, thresh, bits)
+
+
 @njit(parallel=True, **_OPTS)
 def keep_mask(
     out: np.ndarray, ctr_base: np.uint64, key0: np.uint64, key1: np.uint64, thresh: np.uint64
@@ -146,9 +174,4 @@ def keep_mask(
     for c in prange((n + CHUNK - 1) // CHUNK):
         bits = np.empty(_NB, np.uint64)
         lo = c * CHUNK
-        hi = min(lo + CHUNK, n)
-        for start in range(lo, hi, _NB):
-            m = min(_NB, hi - start)
-            _philox_block(ctr_base + np.uint64(start >> 2), (m + 3) >> 2, key0, key1, bits)
-            for t in range(m):
-                out[start + t] = bits[t] >= thresh
+        _keep_range(out, lo, min(lo + CHUNK, n), ctr_base, key0, key1, thresh, bits)
