@@ -54,7 +54,10 @@ def main() -> None:
     x = np.random.default_rng(0).standard_normal(n).astype(np.float32)
     k0, k1 = (np.uint64(k) for k in rng.seed_key(2**63 + 1))
     args = (np.uint64(0), k0, k1, np.uint64(rng.threshold(0.5)), np.float32(2), np.float32(0))
-    kernels = {"before (one counter)": scale_one_counter_at_a_time, "after (blocks)": K.scale_serial}
+    kernels = {
+        "before (one counter)": scale_one_counter_at_a_time,
+        "after (blocks)": K.scale_serial,
+    }
     outs, times = {}, {name: [] for name in kernels}
     for name, kernel in kernels.items():
         outs[name] = np.empty_like(x)
