@@ -39,6 +39,15 @@ def register(name: str, factory: Callable[[], Backend], *, auto: bool = True) ->
         _AUTO_ORDER = (*_AUTO_ORDER, name)
 
 
+def _numba_factory() -> Backend:
+    from dropkit.backends.numba import load  # imports numba only when first used
+
+    return load()
+
+
+register("numba", _numba_factory)
+
+
 def backend_names() -> tuple[str, ...]:
     """Every name ``set_backend`` accepts."""
     return ("auto", *_FACTORIES)

@@ -1,0 +1,177 @@
+"""Fused CPU dropout kernels (numba): Philox keep decisions drawn inside the output loop.
+
+Each kernel walks the flat element range in fixed chunks of ``CHUNK`` elements (a
+``prange`` over chunks, so any thread count computes the same thing), and inside a chunk
+in blocks of ``BLOCK`` Philox counters. A block runs the ten Philox4x32 rounds on arrays
+of counters (32x32->64 bit products in uint64, which LLVM turns into ``vpmuludq``), then
+one vectorised pass writes ``out[i] = x[i] * (w_keep if r_i >= thresh else w_drop)``.
+No mask is stored. Element ``i`` (counted from ``4 * ctr_base``) takes lane ``i & 3`` of
+``Philox(counter = ctr_base + (i >> 2), key = (key0, key1))``: the spec of
+:mod:`dropkit.rng`, bit for bit.
+
+All integers are uint64 holding uint32 values (numba promotes mixed uint/int arithmetic to
+float64, so every constant is a ``np.uint64``). ``fastmath`` stays off: the product is one
+IEEE multiply in the array's dtype.
+
+Paper: Salmon et al., "Parallel random numbers: as easy as 1, 2, 3" (SC 2011).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from dropkit.rng import (
+    MASK32,
+    PHILOX_KEY_A,
+    PHILOX_KEY_B,
+    PHILOX_ROUND_A,
+    PHILOX_ROUND_B,
+    PHILOX_ROUNDS,
+)
+
+__all__ = ["BLOCK", "CHUNK", "keep_mask", "keep_mask_serial", "scale", "scale_serial"]
+
+BLOCK = 128  # Philox counters per vector block (512 elements)
+CHUNK = 16 * 4 * BLOCK  # elements per parallel task: 8192, a multiple of 4 * BLOCK
+
+_M = np.uint64(MASK32)
+_A = np.uint64(PHILOX_ROUND_A)
+_B = np.uint64(PHILOX_ROUND_B)
+_KA = np.uint64(PHILOX_KEY_A)
+_KB = np.uint64(PHILOX_KEY_B)
+_S32 = np.uint64(32)
+_ONE = np.uint64(1)
+_NB = 4 * BLOCK
+_OPTS = {"cache": True, "fastmath": False, "nogil": True, "error_model": "numpy"}
+
+
+@njit(**_OPTS)
+def _philox_block(
+    ctr0: np.uint64, n_ctr: int, key0: np.uint64, key1: np.uint64, bits: np.ndarray
+) -> None:
+    """Draws of counters ``ctr0 .. ctr0 + n_ctr - 1`` into ``bits[4 * j + lane]``."""
+    for j in range(n_ctr):
+        ctr = ctr0 + np.uint64(j)
+        c0 = ctr & _M
+        c1 = ctr >> _S32
+        c2 = np.uint64(0)
+        c3 = np.uint64(0)
+        k0 = key0
+        k1 = key1
+        for _ in range(PHILOX_ROUNDS):
+            pb = _B * c2
+            pa = _A * c0
+            c0 = (pb >> _S32) ^ c1 ^ k0
+            c1 = pb & _M
+            c2 = (pa >> _S32) ^ c3 ^ k1
+            c3 = pa & _M
+            k0 = (k0 + _KA) & _M
+            k1 = (k1 + _KB) & _M
+        bits[4 * j] = c0
+        bits[4 * j + 1] = c1
+        bits[4 * j + 2] = c2
+        bits[4 * j + 3] = c3
+
+
+@njit(**_OPTS)
+def _scale_range(
+    x: np.ndarray,
+    out: np.ndarray,
+    lo: int,
+    hi: int,
+    ctr_base: np.uint64,
+    key0: np.uint64,
+    key1: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.floating,
+    w_drop: np.floating,
+    bits: np.ndarray,
+) -> None:
+    """``out[lo:hi]`` from ``x[lo:hi]``; ``lo`` is a multiple of 4."""
+    for start in range(lo, hi, _NB):
+        n = min(_NB, hi - start)
+        _philox_block(ctr_base + np.uint64(start >> 2), (n + 3) >> 2, key0, key1, bits)
+        for t in range(n):
+            i = start + t
+            out[i] = x[i] * (w_keep if bits[t] >= thresh else w_drop)
+
+
+@njit(parallel=True, **_OPTS)
+def scale(
+    x: np.ndarray,
+    out: np.ndarray,
+    ctr_base: np.uint64,
+    key0: np.uint64,
+    key1: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.floating,
+    w_drop: np.floating,
+) -> None:
+    """``out[i] = x[i] * (w_keep if keep(i) else w_drop)`` for flat float32/float64 arrays.
+
+    ``out`` may be ``x``. ``w_keep``/``w_drop`` must have ``x``'s dtype; the integers are
+    ``np.uint64``. Parallel over fixed chunks: independent of the thread count.
+    """
+    n = x.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        bits = np.empty(_NB, np.uint64)
+        lo = c * CHUNK
+        hi = min(lo + CHUNK, n)
+        _scale_range(x, out, lo, hi, ctr_base, key0, key1, thresh, w_keep, w_drop, bits)
+
+
+@njit(**_OPTS)
+def scale_serial(
+    x: np.ndarray,
+    out: np.ndarray,
+    ctr_base: np.uint64,
+    key0: np.uint64,
+    key1: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.floating,
+    w_drop: np.floating,
+) -> None:
+    """:func:`scale` on the calling thread only (no thread wake-up cost for small inputs)."""
+    bits = np.empty(_NB, np.uint64)
+    _scale_range(x, out, 0, x.shape[0], ctr_base, key0, key1, thresh, w_keep, w_drop, bits)
+
+
+@njit(**_OPTS)
+def _keep_range(
+    out: np.ndarray,
+    lo: int,
+    hi: int,
+    ctr_base: np.uint64,
+    key0: np.uint64,
+    key1: np.uint64,
+    thresh: np.uint64,
+    bits: np.ndarray,
+) -> None:
+    """``out[lo:hi]`` keep decisions; ``lo`` is a multiple of 4."""
+    for start in range(lo, hi, _NB):
+        m = min(_NB, hi - start)
+        _philox_block(ctr_base + np.uint64(start >> 2), (m + 3) >> 2, key0, key1, bits)
+        for t in range(m):
+            out[start + t] = bits[t] >= thresh
+
+
+@njit(**_OPTS)
+def keep_mask_serial(
+    out: np.ndarray, ctr_base: np.uint64, key0: np.uint64, key1: np.uint64, thresh: np.uint64
+) -> None:
+    """:func:`keep_mask` on the calling thread only."""
+    bits = np.empty(_NB, np.uint64)
+    _keep_range(out, 0, out.shape[0], ctr_base, key0, key1, thresh, bits)
+
+
+@njit(parallel=True, **_OPTS)
+def keep_mask(
+    out: np.ndarray, ctr_base: np.uint64, key0: np.uint64, key1: np.uint64, thresh: np.uint64
+) -> None:
+    """``out[i] = r_i >= thresh`` for a flat bool array (True = kept)."""
+    n = out.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK):
+        bits = np.empty(_NB, np.uint64)
+        lo = c * CHUNK
+        _keep_range(out, lo, min(lo + CHUNK, n), ctr_base, key0, key1, thresh, bits)

@@ -1,0 +1,220 @@
+"""The numba backend matches the reference backend (the mask spec) bit for bit."""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import dropkit
+from dropkit import rng
+from dropkit.backends import resolve
+from dropkit.backends.reference import ReferenceBackend
+from dropkit.functional import alpha_dropout, dropout, dropout2d
+
+numba = pytest.importorskip("numba")
+K = pytest.importorskip("dropkit.kernels.numba_dropout")
+from dropkit.backends.numba import load  # noqa: E402
+
+np = pytest.importorskip("numpy")
+
+REF = ReferenceBackend()
+NB = load()
+DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+BITS = {torch.float16: torch.int16, torch.bfloat16: torch.int16,
+        torch.float32: torch.int32, torch.float64: torch.int64}
+SEEDS = (0, 12345, 2**63 + 7, 2**64 - 1)
+PS = (1e-9, 0.1, 0.5, 1 - 1e-7)
+# tiny, not divisible by 4, one chunk, several chunks (parallel path), ~1e5
+NUMELS = (1, 2, 3, 5, 7, 4097, K.CHUNK + 3, 100003)
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view(BITS[t.dtype])
+
+
+def _input(numel: int, dtype: torch.dtype) -> torch.Tensor:
+    x = torch.randn(numel, generator=torch.Generator().manual_seed(numel)).to(dtype)
+    if numel >= 8:  # special values travel through the multiply like torch's
+        x[:4] = torch.tensor([float("inf"), float("-inf"), float("nan"), -0.0])
+    return x
+
+
+def _both(x: torch.Tensor, seed: int, p: float, w_drop: float = 0.0) -> tuple:
+    thresh, w_keep = rng.threshold(p), 1.0 / (1.0 - p)
+    ref, got = torch.empty_like(x), torch.empty_like(x)
+    REF.scale(x, ref, seed, thresh, w_keep, w_drop)
+    NB.scale(x, got, seed, thresh, w_keep, w_drop)
+    return ref, got
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("numel", NUMELS)
+def test_scale_bit_identical(dtype: torch.dtype, numel: int) -> None:
+    x = _input(numel, dtype)
+    for seed, p in itertools.product(SEEDS, PS):
+        ref, got = _both(x, seed, p)
+        assert torch.equal(_bits(got), _bits(ref)), (seed, p)
+
+
+def test_scale_identity_detects_a_wrong_lane() -> None:
+    """The comparison above would catch an off-by-one-lane kernel (a plausible bug)."""
+    x = _input(1001, torch.float32)
+    ref, got = _both(x, 3, 0.5)
+    assert not torch.equal(_bits(got[1:]), _bits(ref[:-1]))
+    seed_off, _ = _both(x, 4, 0.5)
+    assert not torch.equal(_bits(got), _bits(seed_off))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_scale_in_place_and_nonzero_drop_weight(dtype: torch.dtype) -> None:
+    x = _input(K.CHUNK * 2 + 5, dtype)
+    ref, _ = _both(x, 2**63 + 1, 0.3, w_drop=0.25)
+    y = x.clone()
+    NB.scale(y, y, 2**63 + 1, rng.threshold(0.3), 1.0 / 0.7, 0.25)
+    assert torch.equal(_bits(y), _bits(ref))
+
+
+@pytest.mark.parametrize("numel", (0, 1, 3, 4, 9, 40001))
+def test_keep_mask_matches_spec(numel: int) -> None:
+    for seed, p in itertools.product(SEEDS, PS):
+        thresh = rng.threshold(p)
+        got = NB.keep_mask(numel, seed, thresh, torch.device("cpu"))
+        assert torch.equal(got, rng.keep_bits(numel, seed, thresh))
+
+
+@pytest.mark.parametrize("ctr_base", (2**32 - 5, 2**40 + 3, 2**62 - 1))
+def test_counter_high_word(ctr_base: int) -> None:
+    """Counters >= 2**32 put their high word into Philox's second counter word."""
+    n, seed, thresh = 4 * 9 + 3, 2**63 + 99, rng.threshold(0.5)
+    k0, k1 = (np.uint64(k) for k in rng.seed_key(seed))
+    expected = rng.keep_bits(n, seed, thresh, start=4 * ctr_base).numpy()
+    mask = np.empty(n, np.bool_)
+    K.keep_mask(mask, np.uint64(ctr_base), k0, k1, np.uint64(thresh))
+    assert np.array_equal(mask, expected)
+    x = np.ones(n, np.float32)
+    out = np.empty_like(x)
+    K.scale_serial(x, out, np.uint64(ctr_base), k0, k1, np.uint64(thresh),
+                   np.float32(2.0), np.float32(0.0))
+    assert np.array_equal(out == 2.0, expected)
+    # the high word matters: dropping it would give the low word's draws instead
+    ctr = torch.arange(ctr_base, ctr_base + (n + 3) // 4)
+    zero = torch.zeros_like(ctr)
+    lanes = rng.philox4x32(ctr & rng.MASK32, zero, zero, zero, int(k0), int(k1))
+    low = (torch.stack(lanes, 1).reshape(-1)[:n] >= thresh).numpy()
+    assert not np.array_equal(mask, low)
+
+
+def test_independent_of_thread_count_and_split() -> None:
+    n, seed, thresh = 5 * K.CHUNK + 3, 2**64 - 3, rng.threshold(0.4)
+    k0, k1 = (np.uint64(k) for k in rng.seed_key(seed))
+    x = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+    w = (np.float32(1 / 0.6), np.float32(0.0))
+    outs = []
+    before = numba.get_num_threads()
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            numba.set_num_threads(threads)
+            out = np.empty_like(x)
+            K.scale(x, out, np.uint64(0), k0, k1, np.uint64(thresh), *w)
+            outs.append(out)
+    finally:
+        numba.set_num_threads(before)
+    serial = np.empty_like(x)
+    K.scale_serial(x, serial, np.uint64(0), k0, k1, np.uint64(thresh), *w)
+    # any split at a multiple of 4 elements, with the counter base shifted, is the same call
+    split = np.empty_like(x)
+    cut = 4 * 1001
+    K.scale_serial(x[:cut], split[:cut], np.uint64(0), k0, k1, np.uint64(thresh), *w)
+    K.scale(x[cut:], split[cut:], np.uint64(cut // 4), k0, k1, np.uint64(thresh), *w)
+    for other in (*outs, split):
+        assert np.array_equal(serial.view(np.uint32), other.view(np.uint32))
+
+
+@pytest.mark.parametrize("dtype", (torch.float16, torch.float32), ids=str)
+def test_backend_thread_split_bit_identical(dtype: torch.dtype) -> None:
+    """Inputs big enough to be split across torch.get_num_threads() helper threads."""
+    n = 2 * NB._min_part + 4 * 3 + 3
+    before = torch.get_num_threads()
+    x = _input(n, dtype)
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            ref, got = _both(x, 2**63 + 5, 0.25)
+            assert torch.equal(_bits(got), _bits(ref)), threads
+            mask = NB.keep_mask(n, 77, rng.threshold(0.25), torch.device("cpu"))
+            assert torch.equal(mask, rng.keep_bits(n, 77, rng.threshold(0.25)))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_dispatch_names_backend_and_reason() -> None:
+    assert resolve(torch.empty(3)).name == "numba"  # "auto" prefers it on CPU
+    assert resolve(torch.empty(3, dtype=torch.complex64)).name == "reference"  # falls back
+    with dropkit.use_backend("numba"):
+        with pytest.raises(RuntimeError, match=r"'numba'.*CPU only.*meta"):
+            resolve(torch.empty(3, device="meta"))
+        with pytest.raises(RuntimeError, match=r"'numba'.*complex64"):
+            resolve(torch.empty(3, dtype=torch.complex64))
+        assert dropkit.get_backend() == "numba"
+    assert dropkit.get_backend() == "auto"
+    assert dropkit.available_backends()["numba"] is None
+
+
+def test_missing_numba_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dropkit.backends import numba as backend_module
+
+    monkeypatch.setitem(sys.modules, "numba", None)
+    monkeypatch.delitem(sys.modules, "dropkit.kernels.numba_dropout")
+    monkeypatch.setattr(backend_module, "_failed", [])
+    for _ in range(2):  # the second call answers from the remembered failure
+        with pytest.raises(ImportError, match=r"pip install dropkit\[cpu\]"):
+            load()
+
+
+def test_import_dropkit_does_not_import_numba() -> None:
+    code = "import sys, dropkit; assert 'numba' not in sys.modules, 'numba imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _run(backend: str, fn, x: torch.Tensor, **kw) -> tuple[torch.Tensor, torch.Tensor]:
+    leaf = x.clone().requires_grad_(True)
+    with dropkit.use_backend(backend):
+        y = fn(leaf * 1.0, **kw)
+        grad = torch.linspace(-1, 1, y.numel()).view(y.shape).to(y.dtype)
+        y.backward(grad)
+    return y.detach(), leaf.grad
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(
+    "fn, kw",
+    [
+        (dropout, {"p": 0.3, "seed": 2**63 + 11}),
+        (dropout, {"p": 0.5, "seed": 7, "inplace": True}),
+        (dropout, {"p": 0.2, "seed": 8, "scaling": "classic"}),
+        (dropout2d, {"p": 0.5, "seed": 9}),
+        (alpha_dropout, {"p": 0.1, "seed": 10}),
+    ],
+    ids=["dropout", "inplace", "classic", "dropout2d", "alpha"],
+)
+def test_end_to_end_forward_and_backward(dtype: torch.dtype, fn, kw: dict) -> None:
+    x = torch.randn(6, 5, 7, 3, generator=torch.Generator().manual_seed(1)).to(dtype)
+    y_ref, g_ref = _run("reference", fn, x, **kw)
+    y_nb, g_nb = _run("numba", fn, x, **kw)
+    assert torch.equal(_bits(y_nb), _bits(y_ref))
+    assert torch.equal(_bits(g_nb), _bits(g_ref))
+
+
+def test_end_to_end_non_contiguous_and_fresh_seed() -> None:
+    x = torch.randn(64, 33).t()  # non-contiguous: logical (row-major) order still rules
+    with dropkit.use_backend("reference"):
+        torch.manual_seed(5)
+        ref = dropout(x, 0.4)
+    with dropkit.use_backend("numba"):
+        torch.manual_seed(5)
+        got = dropout(x, 0.4)
+    assert torch.equal(got, ref)
