@@ -57,8 +57,8 @@ def _philox_block(
         c1 = ctr >> _S32
         c2 = np.uint64(0)
         c3 = np.uint64(0)
-        k0 = key0
-        k1 = key1
+        k0 = key0 & _M  # the mask tells LLVM these fit in 32 bits: vpmuludq, not a 64x64 mul
+        k1 = key1 & _M
         for _ in range(PHILOX_ROUNDS):
             pb = _B * c2
             pa = _A * c0
