@@ -1,0 +1,1 @@
+"""Compute kernels, one file per backend; launching and allocation live in dropkit.backends."""
