@@ -18,6 +18,7 @@ from types import ModuleType
 
 import torch
 
+from dropkit.backends import get_backend
 from dropkit.backends.base import opmath_dtype
 
 __all__ = ["BLOCK_SIZE", "TritonBackend", "launch_keep_mask", "launch_scale"]
@@ -103,7 +104,6 @@ def launch_scale(
             _bits(w_keep, wide),
             _bits(w_drop, wide),
             counter_base,
-            WIDE=wide,
             BLOCK_SIZE=BLOCK_SIZE,
         )
 
@@ -147,6 +147,10 @@ class TritonBackend:
                 f"the triton backend serves float16, bfloat16, float32 and float64, "
                 f"not {x.dtype}"
             )
+        if kind == "cpu" and get_backend() == "auto":
+            # The interpreter is a checking tool, thousands of times slower than the
+            # reference: it serves CPU tensors only when asked for by name.
+            return "auto never picks Triton's interpreter for CPU tensors; name it: 'triton'"
         try:
             kernels = _kernels()
         except ImportError as err:

@@ -37,6 +37,30 @@ def _draws(pid, seed, counter_base, BLOCK_SIZE: tl.constexpr):
     return tl.reshape(pairs, [4 * BLOCK_SIZE])
 
 
+# bfloat16 <-> float32 by hand, in integer ops. Triton's interpreter emulates these two
+# conversions with numpy and gets them wrong (it truncates, and flushes subnormals to zero);
+# by hand, the CI run under the interpreter checks the very arithmetic the GPU performs.
+
+
+@triton.jit
+def _bfloat16_to_float32(x):
+    """bfloat16 -> float32, exact (subnormals included): the 16 bits become the high half."""
+    bits = x.to(tl.uint16, bitcast=True).to(tl.uint32) << 16
+    return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _float32_to_bfloat16(y):
+    """float32 -> bfloat16, to nearest even (subnormals, overflow to inf), NaN -> 0x7FC0.
+
+    The same result as the GPU's ``cvt.rn.bf16.f32`` and torch's conversion.
+    """
+    bits = y.to(tl.uint32, bitcast=True)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    half = tl.where(y != y, 0x7FC0, rounded).to(tl.uint16)
+    return half.to(tl.bfloat16, bitcast=True)
+
+
 @triton.jit(do_not_specialize=_SCALARS)
 def scale_kernel(
     x_ptr,  # *Pointer* to the input, [n_elements] contiguous, float16/bfloat16/float32/float64
@@ -47,7 +71,6 @@ def scale_kernel(
     w_keep_bits,  # IEEE bits of the weight of kept elements in the opmath dtype (unsigned)
     w_drop_bits,  # IEEE bits of the weight of dropped elements in the opmath dtype (unsigned)
     counter_base,  # First Philox counter: element e of x is spec element 4 * counter_base + e
-    WIDE: tl.constexpr,  # True: opmath is float64 (x is float64); False: float32
     BLOCK_SIZE: tl.constexpr,  # Philox counters per program (4 * BLOCK_SIZE elements)
 ):
     """``out[e] = x[e] * (w_keep if keep(e) else w_drop)``: one multiply in opmath, one rounding.
@@ -58,18 +81,21 @@ def scale_kernel(
     """
     pid = tl.program_id(axis=0).to(tl.int64)
     keep = _draws(pid, seed, counter_base, BLOCK_SIZE) >= thresh.to(tl.uint32)
+    if x_ptr.dtype.element_ty == tl.float64:  # opmath float64
+        w_keep = w_keep_bits.to(tl.uint64).to(tl.float64, bitcast=True)
+        w_drop = w_drop_bits.to(tl.uint64).to(tl.float64, bitcast=True)
+    else:  # opmath float32
+        w_keep = w_keep_bits.to(tl.uint32).to(tl.float32, bitcast=True)
+        w_drop = w_drop_bits.to(tl.uint32).to(tl.float32, bitcast=True)
+    weight = tl.where(keep, w_keep, w_drop)
     offsets = pid * (4 * BLOCK_SIZE) + tl.arange(0, 4 * BLOCK_SIZE)
     mask = offsets < n_elements
     x = tl.load(x_ptr + offsets, mask=mask)
-    if WIDE:
-        w_keep = w_keep_bits.to(tl.uint64).to(tl.float64, bitcast=True)
-        w_drop = w_drop_bits.to(tl.uint64).to(tl.float64, bitcast=True)
-        y = x.to(tl.float64) * tl.where(keep, w_keep, w_drop)
+    if x_ptr.dtype.element_ty == tl.bfloat16:
+        y = _float32_to_bfloat16(_bfloat16_to_float32(x) * weight)
     else:
-        w_keep = w_keep_bits.to(tl.uint32).to(tl.float32, bitcast=True)
-        w_drop = w_drop_bits.to(tl.uint32).to(tl.float32, bitcast=True)
-        y = x.to(tl.float32) * tl.where(keep, w_keep, w_drop)
-    tl.store(out_ptr + offsets, y.to(out_ptr.dtype.element_ty), mask=mask)
+        y = (x.to(weight.dtype) * weight).to(out_ptr.dtype.element_ty)
+    tl.store(out_ptr + offsets, y, mask=mask)
 
 
 @triton.jit(do_not_specialize=_SCALARS)
