@@ -7,6 +7,8 @@ import numbers
 
 import torch
 
+from dropkit.backends.ops import fresh_seed
+
 __all__ = ["SCALINGS", "check_input", "check_p", "check_scaling", "seed_tensor"]
 
 SCALINGS = ("inverted", "classic")
@@ -73,7 +75,7 @@ def seed_tensor(seed: object, generator: object) -> torch.Tensor:
             raise ValueError(f"seed must be in [0, 2**64), but got {value}")
         return torch.tensor(value - _UINT64 if value >= 1 << 63 else value, dtype=torch.int64)
     if generator is None:
-        return torch.ops.dropkit.draw_seed()
+        return fresh_seed()
     if not isinstance(generator, torch.Generator):
         raise TypeError(
             f"generator must be a torch.Generator, but got {type(generator).__name__}"
