@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import torch
@@ -22,7 +21,9 @@ def check_p(p: object, what: str = "dropout probability") -> float:
             f"{what} p must be a real number (float), but got {type(p).__name__} {p!r}"
         )
     value = float(p)
-    if math.isnan(value):
+    # (not math.isnan: torch.compile may trace p as a symbolic float, e.g. after a second
+    # model with another p recompiles nn.Sequential.forward, and cannot trace isnan of one)
+    if value != value:
         raise ValueError(f"{what} p is NaN; pass a number between 0 and 1")
     if value < 0.0 or value > 1.0:
         raise ValueError(f"{what} has to be between 0 and 1, but got {p}")

@@ -49,7 +49,7 @@ def _draw_seed_fake() -> torch.Tensor:
 # Inside a compiled graph the draw goes through draw_seed_ordered instead: it declares that
 # it writes a token tensor (it never does), which chains the draws (no merging, eager
 # order kept) at the cost of a 0-d copy per draw in the compiled graph only.
-_ORDER_TOKEN = torch.zeros((), dtype=torch.int64)
+_ORDER_TOKEN = torch.zeros(1, dtype=torch.int64)
 
 
 @torch.library.custom_op(
