@@ -105,3 +105,18 @@ def test_weight_bits_round_like_torch(value: float) -> None:
     want32 = torch.tensor(value, dtype=torch.float32).view(torch.int32).item() & 0xFFFFFFFF
     assert _bits(value, wide=False) == want32
     assert _bits(value, wide=True) == struct.unpack("<Q", struct.pack("<d", value))[0]
+
+
+def test_device_check_dry_run_passes_under_interpreter() -> None:
+    """benchmarks/device_check.py: its identity checks, on tiny CPU tensors."""
+    pytest.importorskip("triton")
+    proc = _run([str(ROOT / "benchmarks" / "device_check.py"), "--dry-run"], interpret=False)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "all identical" in proc.stdout and "FAIL" not in proc.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_device_check_without_gpu_says_so() -> None:
+    proc = _run([str(ROOT / "benchmarks" / "device_check.py")], interpret=False)
+    assert proc.returncode == 2
+    assert "no CUDA device" in proc.stdout and "--dry-run" in proc.stdout
