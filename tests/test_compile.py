@@ -7,7 +7,7 @@ bit for bit. Compiling is slow: few, small models, each compiled once per module
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
@@ -19,6 +19,14 @@ import dropkit.functional as F
 from dropkit.backends import ops  # noqa: F401  (registers the dropkit:: ops)
 
 Step = tuple[torch.Tensor, list[torch.Tensor]]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fresh_dynamo() -> Iterator[None]:
+    """Start and leave this module with empty Dynamo caches (no recompiles leak across)."""
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
 
 
 def _mlp() -> nn.Module:
