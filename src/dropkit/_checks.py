@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import torch
+
+from dropkit.backends.ops import fresh_seed
 
 __all__ = ["SCALINGS", "check_input", "check_p", "check_scaling", "seed_tensor"]
 
@@ -20,7 +21,9 @@ def check_p(p: object, what: str = "dropout probability") -> float:
             f"{what} p must be a real number (float), but got {type(p).__name__} {p!r}"
         )
     value = float(p)
-    if math.isnan(value):
+    # (not math.isnan: torch.compile may trace p as a symbolic float, e.g. after a second
+    # model with another p recompiles nn.Sequential.forward, and cannot trace isnan of one)
+    if value != value:
         raise ValueError(f"{what} p is NaN; pass a number between 0 and 1")
     if value < 0.0 or value > 1.0:
         raise ValueError(f"{what} has to be between 0 and 1, but got {p}")
@@ -73,7 +76,7 @@ def seed_tensor(seed: object, generator: object) -> torch.Tensor:
             raise ValueError(f"seed must be in [0, 2**64), but got {value}")
         return torch.tensor(value - _UINT64 if value >= 1 << 63 else value, dtype=torch.int64)
     if generator is None:
-        return torch.ops.dropkit.draw_seed()
+        return fresh_seed()
     if not isinstance(generator, torch.Generator):
         raise TypeError(
             f"generator must be a torch.Generator, but got {type(generator).__name__}"

@@ -128,3 +128,14 @@ def available_backends(x: torch.Tensor | None = None) -> dict[str, str | None]:
     """For each backend, None if it can serve ``x`` (default: a CPU float32 tensor), else why."""
     probe = torch.empty(0) if x is None else x
     return {name: _reason(name, probe) for name in _FACTORIES}
+
+
+# Optional backends, built lazily (their dependency is imported on first use only).
+# "auto" tries them in registration order: numba (CPU), then triton (CUDA).
+def _triton_backend() -> Backend:
+    from dropkit.backends.triton import TritonBackend  # imports triton itself only when used
+
+    return TritonBackend()
+
+
+register("triton", _triton_backend)

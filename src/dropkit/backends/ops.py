@@ -11,6 +11,8 @@ Two ops carry every dropkit variant:
   dimensions set to 1, broadcast along them) and follows the spec of ``dropkit.rng``.
   Backward regenerates the mask from the seed: ``grad_x = grad_y * w``. Nothing per element
   is saved.
+- ``dropkit::draw_seed_ordered(token)``: ``draw_seed`` as used inside compiled graphs (see
+  ``fresh_seed``: it keeps two draws in one graph apart and in eager order).
 
 The in-place form goes through an autograd Function (custom ops may not return an alias).
 """
@@ -26,7 +28,7 @@ from dropkit import _mc_context
 from dropkit.backends import resolve
 from dropkit.backends.base import opmath_dtype
 
-__all__ = ["apply_mask_affine", "draw_seed", "mask_affine"]
+__all__ = ["apply_mask_affine", "draw_seed", "draw_seed_ordered", "fresh_seed", "mask_affine"]
 
 
 @torch.library.custom_op(
@@ -40,6 +42,37 @@ def draw_seed() -> torch.Tensor:
 @draw_seed.register_fake
 def _draw_seed_fake() -> torch.Tensor:
     return torch.empty((), dtype=torch.int64)
+
+
+# torch.compile: AOT autograd's CSE pass merges identical calls of a functional op (it
+# spares only a fixed list of aten random ops, not ops tagged nondeterministic_seeded), so
+# two dropouts in one compiled training graph would share one draw_seed() and one mask.
+# Inside a compiled graph the draw goes through draw_seed_ordered instead: it declares that
+# it writes a token tensor (it never does), which chains the draws (no merging, eager
+# order kept) at the cost of a 0-d copy per draw in the compiled graph only.
+_ORDER_TOKEN = torch.zeros(1, dtype=torch.int64)
+
+
+@torch.library.custom_op(
+    "dropkit::draw_seed_ordered",
+    mutates_args=("token",),
+    tags=(torch.Tag.nondeterministic_seeded,),
+)
+def draw_seed_ordered(token: torch.Tensor) -> torch.Tensor:
+    """``draw_seed()`` for compiled graphs; ``token`` orders the draws and is left unchanged."""
+    return torch.empty((), dtype=torch.int64).random_()
+
+
+@draw_seed_ordered.register_fake
+def _draw_seed_ordered_fake(token: torch.Tensor) -> torch.Tensor:
+    return torch.empty((), dtype=torch.int64)
+
+
+def fresh_seed() -> torch.Tensor:
+    """A fresh seed from torch's default CPU generator: ``draw_seed``, ordered when compiling."""
+    if torch.compiler.is_compiling():
+        return draw_seed_ordered(_ORDER_TOKEN)
+    return draw_seed()
 
 
 def _compute(
@@ -199,6 +232,10 @@ def _apply(
     inplace: bool,
 ) -> torch.Tensor:
     """``apply_mask_affine`` for one key: the custom op, or the in-place Function."""
+    if inplace and torch.compiler.is_compiling():
+        # Dynamo cannot trace int(seed) inside the autograd Function (a graph break), and a
+        # compiled graph is functional anyway: compute out of place and write back into x.
+        return x.copy_(mask_affine(x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop))
     if inplace and not (torch.is_grad_enabled() and x.requires_grad):
         # No graph to record: a plain in-place update that returns the input object itself.
         return _compute(x, int(seed), thresh, shape, w_keep, w_drop, b_keep, b_drop, out=x)

@@ -1,0 +1,117 @@
+"""Triton kernels for the mask spec: the fused scale and the keep mask (kernels only).
+
+Each program owns ``BLOCK_SIZE`` Philox counters, that is ``4 * BLOCK_SIZE`` consecutive
+elements: counter ``c`` gives, through ``tl.randint4x(seed, c)``, the four uint32 draws of
+elements ``4c .. 4c + 3`` (lane ``i & 3`` for element ``i``), exactly as ``dropkit.rng``.
+The four lanes are interleaved back into element order (``tl.join`` + ``tl.reshape``), so
+loads and stores stay contiguous. Every offset is int64, so tensors past ``2**31`` elements
+do not overflow. The draw is compared as uint32 with the integer threshold; no float ``rand``.
+
+Scalars that must keep every bit (the seed, the threshold, the weights as IEEE bit
+patterns) are passed as unsigned Python ints and reinterpreted inside the kernel.
+Launching, allocation and the choice of arguments live in ``dropkit.backends.triton``.
+
+Papers: Salmon et al., "Parallel random numbers: as easy as 1, 2, 3" (SC 2011);
+Tillet et al., "Triton: an intermediate language and compiler for tiled neural network
+computations" (MAPL 2019).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+__all__ = ["keep_mask_kernel", "scale_kernel"]
+
+_SCALARS = ["seed", "thresh", "w_keep_bits", "w_drop_bits", "counter_base"]
+
+
+@triton.jit
+def _draws(pid, seed, counter_base, BLOCK_SIZE: tl.constexpr):
+    """The uint32 draws of this program's ``4 * BLOCK_SIZE`` elements, in element order."""
+    counter = counter_base.to(tl.int64) + pid * BLOCK_SIZE + tl.arange(0, BLOCK_SIZE)
+    r0, r1, r2, r3 = tl.randint4x(seed, counter)
+    # join(join(r0, r2), join(r1, r3))[i, k, j] is lane 2k + j of counter i: row-major
+    # flattening puts it at 4i + 2k + j, its element position.
+    pairs = tl.join(tl.join(r0, r2), tl.join(r1, r3))
+    return tl.reshape(pairs, [4 * BLOCK_SIZE])
+
+
+# bfloat16 <-> float32 by hand, in integer ops. Triton's interpreter emulates these two
+# conversions with numpy and gets them wrong (it truncates, and flushes subnormals to zero);
+# by hand, the CI run under the interpreter checks the very arithmetic the GPU performs.
+
+
+@triton.jit
+def _bfloat16_to_float32(x):
+    """bfloat16 -> float32, exact (subnormals included): the 16 bits become the high half."""
+    bits = x.to(tl.uint16, bitcast=True).to(tl.uint32) << 16
+    return bits.to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _float32_to_bfloat16(y):
+    """float32 -> bfloat16, to nearest even (subnormals, overflow to inf), NaN -> 0x7FC0.
+
+    The same result as the GPU's ``cvt.rn.bf16.f32`` and torch's conversion.
+    """
+    bits = y.to(tl.uint32, bitcast=True)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    half = tl.where(y != y, 0x7FC0, rounded).to(tl.uint16)
+    return half.to(tl.bfloat16, bitcast=True)
+
+
+@triton.jit(do_not_specialize=_SCALARS)
+def scale_kernel(
+    x_ptr,  # *Pointer* to the input, [n_elements] contiguous, float16/bfloat16/float32/float64
+    out_ptr,  # *Pointer* to the output, [n_elements], dtype of x (may be x_ptr itself)
+    n_elements,  # Number of elements to process
+    seed,  # The 64-bit Philox key as an unsigned int in [0, 2**64)
+    thresh,  # Drop iff the uint32 draw < thresh, an int in [0, 2**32 - 1]
+    w_keep_bits,  # IEEE bits of the weight of kept elements in the opmath dtype (unsigned)
+    w_drop_bits,  # IEEE bits of the weight of dropped elements in the opmath dtype (unsigned)
+    counter_base,  # First Philox counter: element e of x is spec element 4 * counter_base + e
+    BLOCK_SIZE: tl.constexpr,  # Philox counters per program (4 * BLOCK_SIZE elements)
+):
+    """``out[e] = x[e] * (w_keep if keep(e) else w_drop)``: one multiply in opmath, one rounding.
+
+    Pointers: ``x_ptr`` and ``out_ptr`` are ``[n_elements]`` contiguous of one dtype
+    (float16, bfloat16, float32 or float64). The multiply is a lone ``mul`` (no add nearby),
+    so no FMA contraction can change its rounding.
+    """
+    pid = tl.program_id(axis=0).to(tl.int64)
+    keep = _draws(pid, seed, counter_base, BLOCK_SIZE) >= thresh.to(tl.uint32)
+    if x_ptr.dtype.element_ty == tl.float64:  # opmath float64
+        w_keep = w_keep_bits.to(tl.uint64).to(tl.float64, bitcast=True)
+        w_drop = w_drop_bits.to(tl.uint64).to(tl.float64, bitcast=True)
+    else:  # opmath float32
+        w_keep = w_keep_bits.to(tl.uint32).to(tl.float32, bitcast=True)
+        w_drop = w_drop_bits.to(tl.uint32).to(tl.float32, bitcast=True)
+    weight = tl.where(keep, w_keep, w_drop)
+    offsets = pid * (4 * BLOCK_SIZE) + tl.arange(0, 4 * BLOCK_SIZE)
+    mask = offsets < n_elements
+    x = tl.load(x_ptr + offsets, mask=mask)
+    if x_ptr.dtype.element_ty == tl.bfloat16:
+        y = _float32_to_bfloat16(_bfloat16_to_float32(x) * weight)
+    else:
+        y = (x.to(weight.dtype) * weight).to(out_ptr.dtype.element_ty)
+    tl.store(out_ptr + offsets, y, mask=mask)
+
+
+@triton.jit(do_not_specialize=_SCALARS)
+def keep_mask_kernel(
+    out_ptr,  # *Pointer* to the mask, [n_elements] uint8 (a torch.bool tensor viewed as uint8)
+    n_elements,  # Number of elements to process
+    seed,  # The 64-bit Philox key as an unsigned int in [0, 2**64)
+    thresh,  # Drop iff the uint32 draw < thresh, an int in [0, 2**32 - 1]
+    counter_base,  # First Philox counter: element e is spec element 4 * counter_base + e
+    BLOCK_SIZE: tl.constexpr,  # Philox counters per program (4 * BLOCK_SIZE elements)
+):
+    """``out[e] = 1 if the draw of element e >= thresh else 0``.
+
+    Pointers: ``out_ptr`` is ``[n_elements]`` uint8 (1 = kept).
+    """
+    pid = tl.program_id(axis=0).to(tl.int64)
+    keep = _draws(pid, seed, counter_base, BLOCK_SIZE) >= thresh.to(tl.uint32)
+    offsets = pid * (4 * BLOCK_SIZE) + tl.arange(0, 4 * BLOCK_SIZE)
+    tl.store(out_ptr + offsets, keep.to(tl.uint8), mask=offsets < n_elements)
