@@ -56,9 +56,13 @@ def _rate_sweep(fig: Any, r: dict[str, Any]) -> None:
     ax_err.set(xlabel="drop probability p", ylabel="error",
                title=f"error vs p ({r['seeds']} seed(s), {r['epochs']} epochs)")
     ax_err.legend(fontsize=7)
-    ax_loss.errorbar(p, [x["test_loss"] for x in rows], yerr=[x["test_loss_sd"] for x in rows],
-                     marker="o", color=_ORANGE, capsize=3)
-    ax_loss.set(xlabel="drop probability p", ylabel="test log-loss", title="test log-loss vs p")
+    ax_loss.errorbar(p, [x["test_loss"] for x in rows], yerr=[x["test_loss_se"] for x in rows],
+                     marker="o", color=_ORANGE, capsize=3, label="test")
+    ax_loss.plot(p, [x["train_loss"] for x in rows], marker=".", ls="--", color=_GREY,
+                 label="train")
+    ax_loss.axvline(best, color="k", lw=0.8, ls=":")
+    ax_loss.set(xlabel="drop probability p", ylabel="log-loss", title="log-loss vs p (±1 SE)")
+    ax_loss.legend(fontsize=7)
 
 
 def _bias_variance(fig: Any, r: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dropkit.functional import dropout
 from dropkit.lab.config import ModelConfig, TrainConfig, TrialSpec
 from dropkit.lab.data import Dataset, load_data, load_mnist1d
 from dropkit.lab.store import Store, pack, unpack
@@ -47,8 +48,14 @@ def _regen(spec: TrialSpec, cache_dir: str | None) -> Dataset | None:
     return load_mnist1d(1000 + int(arg), cache_dir) if kind == "regen" else None
 
 
+def _warm_up() -> None:
+    """Pay the one-time cost of dropkit's first op call (torch's lazy imports) up front."""
+    dropout(torch.ones(4, requires_grad=True), 0.5).sum().backward()
+
+
 def _init_worker(data: str, cache_dir: str | None, threads: int) -> None:
     torch.set_num_threads(threads)
+    _warm_up()
     _WORKER["data"] = load_data(data, cache_dir)
     _WORKER["cache_dir"] = cache_dir
 
@@ -131,7 +138,8 @@ class Runner:
         todo = [s for s in unique if s not in done]
         total = len(unique)
         label = label or (experiment if isinstance(experiment, str) else "trials")
-        self._report(label, len(done), total)
+        if todo:  # a bar only where something is trained
+            self._report(label, len(done), total)
 
         def finish(s: TrialSpec, result: dict[str, Any], blob: bytes) -> None:
             owner = experiment if isinstance(experiment, str) else experiment[s]
@@ -148,6 +156,8 @@ class Runner:
                 for fut in finished:
                     finish(futures.pop(fut), *fut.result())
         else:
+            if todo:
+                _warm_up()
             for s in todo:
                 old = torch.get_num_threads()
                 torch.set_num_threads(self.threads)

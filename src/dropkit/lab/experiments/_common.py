@@ -6,12 +6,18 @@ import math
 
 import numpy as np
 
-__all__ = ["accuracy", "binom_se", "log_loss", "paired_se", "summary"]
+__all__ = ["accuracy", "binom_se", "log_loss", "loss_sem", "paired_se", "summary"]
 
 
 def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
     """Mean negative log-probability of the true class; ``probs [N, C]``, ``y [N]``."""
     return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
+
+
+def loss_sem(probs: np.ndarray, y: np.ndarray) -> float:
+    """Standard error of :func:`log_loss` over the test examples."""
+    per = -np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None))
+    return float(per.std(ddof=1) / math.sqrt(len(y)))
 
 
 def accuracy(probs: np.ndarray, y: np.ndarray) -> float:

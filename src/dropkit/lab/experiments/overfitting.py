@@ -1,8 +1,10 @@
 """Overfitting (claims 1, 7): train and test curves without dropout and with it.
 
-Without dropout the model learns the training set far better than the test set and its
-test log-loss climbs after an early minimum; with dropout the gap is smaller and the test
-log-loss ends lower. Both models share the seed (same initial weights, same batch order).
+Without dropout the model learns the training set far better than the test set (a gap
+beyond 3 binomial standard errors) and its test log-loss climbs after an early minimum;
+with dropout the train-test accuracy gap is smaller and the test log-loss ends lower.
+Test accuracy is reported, not required to rise (that is claim 9's "overall performance").
+Both models share the seed (same initial weights, same batch order).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
     se = binom_se(b["test_acc"], n_test)
     overfits = b["gap"] > 3 * se and b["test_loss"] > b["best_test_loss"]
     prevented = d["gap"] < b["gap"] and d["test_loss"] < b["test_loss"]
-    holds = bool(overfits and prevented and d["test_acc"] >= b["test_acc"])
+    holds = bool(overfits and prevented)
     text = (
         f"p=0: train/test acc {b['train_acc']:.3f}/{b['test_acc']:.3f} (gap {b['gap']:.3f}), "
         f"test loss {b['test_loss']:.3f} (min {b['best_test_loss']:.3f} at epoch "

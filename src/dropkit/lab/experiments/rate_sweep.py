@@ -1,8 +1,13 @@
 """Rate sweep (claim 5): test error against the drop probability, a U with two sides.
 
 Too low a rate overfits (large train-test gap), too high underfits (train error high
-too); the best p lies between. Error bars: the spread over seeds (standard error), or
-the binomial standard error of the test accuracy when there is one seed.
+too); the best p (lowest mean test error) lies between. Error bars: the standard error
+over seeds, or, with one seed, over test examples (binomial for the error).
+
+Verdict: both ends of the grid have a higher test error than the best p, a higher test
+log-loss by more than 2 standard errors (the log-loss, a proper score, separates models
+that 1000 test labels cannot), the low end with the larger train-test gap (overfitting)
+and the high end with the higher train error (underfitting).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dropkit.lab.config import LabConfig, ModelConfig, TrainConfig, TrialSpec
-from dropkit.lab.experiments._common import binom_se, summary
+from dropkit.lab.experiments._common import binom_se, loss_sem, summary
 from dropkit.lab.runner import Runner
 
 NAME = "rate-sweep"
@@ -46,23 +51,30 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
     n_test = len(runner.dataset.y_test)
     rows = []
     for i, p in enumerate(cfg.ps):
-        finals = [t.result["final"] for t in got[i * cfg.seeds : (i + 1) * cfg.seeds]]
+        ts = got[i * cfg.seeds : (i + 1) * cfg.seeds]
+        finals = [t.result["final"] for t in ts]
         err = summary([1 - f["test_acc"] for f in finals])
-        se = err["se"] if cfg.seeds > 1 else binom_se(1 - err["mean"], n_test)
+        loss = summary([f["test_loss"] for f in finals])
+        if cfg.seeds > 1:
+            se, loss_se = err["se"], loss["se"]
+        else:
+            se = binom_se(1 - err["mean"], n_test)
+            loss_se = loss_sem(ts[0].arrays["test_probs"], runner.dataset.y_test)
         rows.append({
             "p": p,
             "test_err": err["mean"],
             "test_err_se": se,
-            "test_loss": summary([f["test_loss"] for f in finals])["mean"],
-            "test_loss_sd": summary([f["test_loss"] for f in finals])["sd"],
+            "test_loss": loss["mean"],
+            "test_loss_se": loss_se,
             "train_err": summary([1 - f["train_acc"] for f in finals])["mean"],
+            "train_loss": summary([f["train_loss"] for f in finals])["mean"],
         })
     best = min(rows, key=lambda r: r["test_err"])
     lo, hi = rows[0], rows[-1]
 
     def worse(r: dict[str, float]) -> bool:
-        return r["test_err"] - best["test_err"] > 2 * math.hypot(r["test_err_se"],
-                                                                 best["test_err_se"])
+        loss_margin = 2 * math.hypot(r["test_loss_se"], best["test_loss_se"])
+        return r["test_err"] > best["test_err"] and r["test_loss"] - best["test_loss"] > loss_margin
 
     def gap(r: dict[str, float]) -> float:
         return r["test_err"] - r["train_err"]
@@ -73,9 +85,11 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
         r["side"] = ("best" if r is best else "overfitting" if r["p"] < best["p"]
                      else "underfitting")
     text = (
-        f"best p={best['p']} (test error {best['test_err']:.3f}±{best['test_err_se']:.3f}); "
-        f"p={lo['p']}: {lo['test_err']:.3f} (train {lo['train_err']:.3f}); "
-        f"p={hi['p']}: {hi['test_err']:.3f} (train {hi['train_err']:.3f})"
+        f"best p={best['p']} (test error {best['test_err']:.3f}±{best['test_err_se']:.3f}, "
+        f"log-loss {best['test_loss']:.3f}±{best['test_loss_se']:.3f}); p={lo['p']}: error "
+        f"{lo['test_err']:.3f} (train {lo['train_err']:.3f}), log-loss {lo['test_loss']:.3f}; "
+        f"p={hi['p']}: error {hi['test_err']:.3f} (train {hi['train_err']:.3f}), log-loss "
+        f"{hi['test_loss']:.3f}"
     )
     return {
         "holds": bool(overfit_side and underfit_side),

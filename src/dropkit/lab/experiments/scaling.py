@@ -7,6 +7,12 @@ each, the mean of S train-mode outputs of the first hidden dropout layer is comp
 its eval-mode output, element by element, in units of the exact standard error
 (:math:`\sigma = |h| \sqrt{p/(1-p)}` inverted, :math:`|h|\sqrt{p(1-p)}` classic): every
 |z| must be below 6.
+
+Note: the two are one model in two parametrisations (classic weights after a dropout
+layer = inverted weights / (1-p)), but the optimiser does not see it that way: with Adam,
+which moves every weight by about lr per step, the classic net must grow those weights by
+1/(1-p) from the same initialisation, so under a short epoch budget it can lag behind.
+The verdict reports what the budget shows.
 """
 
 from __future__ import annotations
