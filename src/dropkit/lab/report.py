@@ -87,7 +87,7 @@ def build_report(out: str | Path) -> Path:
             + "\n".join(body) + "</body></html>\n")
     (out / "report.html").write_text(page)
     verdicts = {n: {k: v for k, v in r.items()} for n, r in results.items()}
-    (out / "verdicts.json").write_text(json.dumps(verdicts, indent=1, sort_keys=True) + "\n")
+    (out / "verdicts.json").write_text(json.dumps(verdicts, indent=1) + "\n")
     return out / "report.html"
 
 
