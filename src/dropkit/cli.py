@@ -92,7 +92,7 @@ def _run_lab(argv: Sequence[str]) -> int:
     defaults = {"workers": min(os.cpu_count() or 1, 4) if workers is None else workers}
     cfg = resolve_config(mode, defaults, file_layer, flags)
     console = _console()
-    with _progress(console, args.quiet) as update:
+    with _Progress(console, args.quiet) as update:
         run = run_lab(cfg, progress=update)
     _summary(console, run)
     return 0
@@ -104,7 +104,7 @@ def _console() -> Any:
     return need("rich.console").Console(stderr=False)
 
 
-class _progress:
+class _Progress:
     """A rich progress display: one bar per label (training, analysis)."""
 
     def __init__(self, console: Any, quiet: bool) -> None:

@@ -75,6 +75,7 @@ class Runner:
         threads: torch threads per worker.
         cache_dir: where generated data are cached (default ``~/.cache/dropkit``).
         on_progress: called as ``on_progress(label, done, total)`` while trials finish.
+        dataset: ``data`` already loaded (default: load it here).
     """
 
     def __init__(
@@ -86,11 +87,12 @@ class Runner:
         threads: int = 1,
         cache_dir: str | Path | None = None,
         on_progress: Callable[[str, int, int], None] | None = None,
+        dataset: Dataset | None = None,
     ) -> None:
         self.store = store
         self.data_name = data
         self.cache_dir = None if cache_dir is None else str(cache_dir)
-        self.dataset = load_data(data, self.cache_dir)
+        self.dataset = load_data(data, self.cache_dir) if dataset is None else dataset
         self.workers = workers
         self.threads = threads
         self.on_progress = on_progress

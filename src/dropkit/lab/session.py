@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from dropkit.lab.config import LabConfig, digest
+from dropkit.lab.data import load_data
 from dropkit.lab.experiments import REGISTRY
 from dropkit.lab.report import build_report
 from dropkit.lab.runner import Runner
@@ -47,6 +48,7 @@ def run_lab(
 ) -> LabRun:
     """Run the experiments of ``cfg`` into ``cfg.out``, resuming from what is stored."""
     start = time.perf_counter()
+    dataset = load_data(cfg.data, cache_dir)  # bad data fails before anything is written
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, sort_keys=True) + "\n")
@@ -54,7 +56,7 @@ def run_lab(
     torch.set_num_threads(cfg.threads)  # the analyses too: no oversubscribed cores
     store = Store(out)
     runner = Runner(store, cfg.data, workers=cfg.workers, threads=cfg.threads,
-                    cache_dir=cache_dir, on_progress=progress)
+                    cache_dir=cache_dir, on_progress=progress, dataset=dataset)
     try:
         configs = {n: REGISTRY[n].Config.from_lab(cfg) for n in cfg.experiments}
         hashes = {n: _experiment_hash(c, runner.dataset.fingerprint) for n, c in configs.items()}
