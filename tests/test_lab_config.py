@@ -73,3 +73,10 @@ def test_trial_key_changes_with_every_field() -> None:
     assert len(keys) == 1 + len(variants)
     assert base.key() == TrialSpec("d", "f", cfg.model, cfg.train, 0.5, 0).key()
     assert base.config_hash() == variants[1].config_hash() == variants[2].config_hash()
+
+
+def test_missing_extra_names_the_install_command() -> None:
+    from dropkit.lab._deps import need
+
+    with pytest.raises(ImportError, match=r"pip install dropkit\[lab\]"):
+        need("surely_not_a_module_dropkit")

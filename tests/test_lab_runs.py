@@ -237,3 +237,10 @@ def test_scaling_expectation_catches_a_wrong_scale() -> None:
             return out * (1 - self.p) if self.training else out  # forgot 1/(1-p)
 
     assert np.abs(expectation_z(Shifted(0.5), h, 300, seed=0)).max() > 6
+
+
+def test_workers_give_the_same_results(npz: Path, tmp_path: Path) -> None:
+    serial = run_lab(_cfg(npz, tmp_path / "a", experiments=["overfitting"]))
+    parallel = run_lab(_cfg(npz, tmp_path / "b", experiments=["overfitting"], workers=2))
+    assert parallel.trained == serial.trained == 2
+    assert parallel.results["overfitting"]["curves"] == serial.results["overfitting"]["curves"]
