@@ -137,12 +137,13 @@ class _Progress:
 def _summary(console: Any, run: Any) -> None:
     from dropkit.lab._deps import need
 
+    escape = need("rich.markup").escape
     table = need("rich.table").Table(title="dropkit lab: verdicts")
     for col in ("experiment", "verdict", "numbers", "time"):
         table.add_column(col, overflow="fold")
     for name, r in run.results.items():
         verdict = "[green]holds[/]" if r["holds"] else "[red]does not hold[/]"
-        table.add_row(name, verdict, r["summary"], f"{r.get('wall_s', 0):.1f} s")
+        table.add_row(name, verdict, escape(r["summary"]), f"{r.get('wall_s', 0):.1f} s")
     console.print(table)
     console.print(f"trained {run.trained} model(s) in this run; wall time {run.wall_s:.1f} s")
     console.print(f"report: {run.report}")

@@ -90,12 +90,14 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
         ts = got[i * cfg.seeds : (i + 1) * cfg.seeds]
         acc = summary([t.result["final"]["test_acc"] for t in ts])
         nll = summary([t.result["final"]["test_loss"] for t in ts])
+        train_acc = summary([t.result["final"]["train_acc"] for t in ts])
         net = rebuild(ts[0], runner)
         first = next(j for j, m in enumerate(net) if isinstance(m, Dropout) and j > 0)
         with torch.no_grad():
             h = net[:first](x)  # [rows, H], the input of the first hidden dropout
         z = expectation_z(net[first], h, cfg.samples, cfg.seed + 5)
-        out[name] = {"acc": acc, "nll": nll, "max_abs_z": float(np.abs(z).max()),
+        out[name] = {"acc": acc, "nll": nll, "train_acc": train_acc,
+                     "max_abs_z": float(np.abs(z).max()),
                      "z_hist": np.histogram(z, bins=41, range=(-8, 8))[0].tolist()}
     inv, cla = out["inverted"], out["classic"]
     if cfg.seeds > 1:
@@ -108,7 +110,9 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
     text = (
         f"p={cfg.p}, {cfg.seeds} seed(s): test acc inverted {inv['acc']['mean']:.3f}, classic "
         f"{cla['acc']['mean']:.3f} (difference {diff:+.3f}, tolerance ±{tol:.3f}); log-loss "
-        f"{inv['nll']['mean']:.3f} / {cla['nll']['mean']:.3f}; E[train output] = eval output: "
+        f"{inv['nll']['mean']:.3f} / {cla['nll']['mean']:.3f}; train acc "
+        f"{inv['train_acc']['mean']:.3f} / {cla['train_acc']['mean']:.3f}; "
+        f"E[train output] = eval output: "
         f"max |z| {inv['max_abs_z']:.2f} / {cla['max_abs_z']:.2f} over "
         f"{cfg.samples} masks (bound {Z_MAX:g})"
     )
