@@ -21,7 +21,7 @@ $(VENV)/.dev: $(VENV)/.base
 	touch $@
 
 demo: $(VENV)/.base
-	$(PY) examples/seed_mlp.py
+	$(VENV)/bin/dropkit lab --quick
 
 test: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests benchmarks examples

@@ -1,0 +1,270 @@
+"""The lab's settings as frozen dataclasses: presets, a TOML file, then flags (last wins).
+
+``LabConfig`` is the resolved whole; each experiment derives its own small config from it.
+``TrialSpec`` is one training run, the unit that the store caches: its ``key()`` hashes every
+field that changes the result (data fingerprint included), so a rerun recomputes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from dropkit._checks import check_p, check_scaling
+
+__all__ = [
+    "EXPERIMENTS",
+    "LabConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "TrialSpec",
+    "digest",
+    "load_toml",
+    "resolve_config",
+]
+
+# Every experiment, in report order; "data-size" runs by default only with --full.
+EXPERIMENTS = (
+    "overfitting",
+    "rate-sweep",
+    "bias-variance",
+    "ensemble",
+    "scaling",
+    "eval-mode",
+    "coverage",
+    "data-size",
+)
+
+
+def digest(obj: Any) -> str:
+    """A short stable hash of a JSON-able object (sorted keys), e.g. a config as a dict."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The MLP: ``input -> [Dropout(input_p)] -> (Linear -> ReLU -> Dropout(p)) * L -> Linear``."""
+
+    hidden: tuple[int, ...] = (128, 128)  # widths of the hidden ReLU layers
+    input_p: float = 0.0  # drop probability on the input features (0: no input dropout)
+    scaling: str = "inverted"  # "inverted" (PyTorch's) or "classic" (the seed's, claim 11)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Adam on the cross-entropy (log-loss), fixed epoch budget, no early stopping."""
+
+    epochs: int = 20  # passes over the training set (stated in the report)
+    batch_size: int = 100  # examples per step
+    lr: float = 3e-3  # Adam learning rate
+    weight_decay: float = 0.0  # L2 penalty (0: dropout is the only regulariser)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One training run. ``subset`` picks the training set:
+
+    ``"full"``; ``"boot:K"`` (bootstrap resample number K); ``"regen:K"`` (MNIST-1D
+    regenerated with generator seed 1000 + K, same test set); ``"first:N"`` (N examples).
+    """
+
+    data: str  # data set name or path, as given
+    fingerprint: str  # hash of the arrays, so edited files are not mistaken for cached ones
+    model: ModelConfig
+    train: TrainConfig
+    p: float  # drop probability of the hidden layers
+    seed: int  # torch seed: initial weights, batch order and dropout masks
+    subset: str = "full"
+    record_coverage: bool = False  # also record which hidden units were trained, per step
+
+    def config_hash(self) -> str:
+        """Hash of everything but ``p`` and ``seed`` (one of the store's key columns)."""
+        d = dataclasses.asdict(self)
+        d.pop("p")
+        d.pop("seed")
+        return digest(d)
+
+    def key(self) -> str:
+        """The store's primary key: a hash of every field."""
+        return digest(dataclasses.asdict(self))
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """Everything one ``dropkit lab`` run uses; written as ``config.json`` in the output folder."""
+
+    data: str = "mnist1d"  # mnist1d | digits | fashion-mnist | PATH (.npz or IDX folder)
+    mode: str = "quick"  # "quick" or "full": which preset fills the unset fields
+    out: str = "lab-out"  # output folder: results.sqlite, config.json, report.*
+    workers: int = 1  # processes for independent trials
+    threads: int = 1  # torch threads per worker process
+    seed: int = 0  # base seed; trial seeds are seed, seed + 1, ...
+    experiments: tuple[str, ...] = EXPERIMENTS[:-1]
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    ps: tuple[float, ...] = (0.0, 0.2, 0.5, 0.8)  # rate-sweep grid
+    seeds: int = 1  # seeds per p in the sweep (error bars need >= 2)
+    p_main: float = 0.5  # the dropout model of overfitting, ensemble, scaling, eval-mode
+    bv_ps: tuple[float, ...] = (0.0, 0.5)  # bias-variance grid
+    bv_models: int = 3  # K training sets (and seeds) per p in bias-variance
+    bv_resample: str = "bootstrap"  # "bootstrap" or "regenerate" (MNIST-1D only)
+    ens_members: int = 3  # independently trained nets in the explicit ensemble
+    ens_k: int = 100  # largest number of MC samples
+    tiny_hidden: int = 10  # hidden units of the exactly enumerated network (2^n masks)
+    coverage_ps: tuple[float, ...] = (0.5, 0.9)
+    coverage_epochs: int = 2
+    sizes: tuple[int, ...] = (250, 500, 1000, 2000, 4000)  # data-size grid
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {},
+    "full": {
+        "experiments": EXPERIMENTS,
+        "ps": tuple(round(0.1 * i, 1) for i in range(10)),
+        "seeds": 3,
+        "bv_ps": (0.0, 0.2, 0.5, 0.8),
+        "bv_models": 8,
+        "ens_members": 5,
+        "tiny_hidden": 12,
+        "coverage_ps": (0.5, 0.8, 0.9),
+        "coverage_epochs": 5,
+        "epochs": 100,
+        "hidden": (256, 256),
+    },
+}
+# Per data set and mode, applied after the mode preset.
+_DATA_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
+    ("mnist1d", "full"): {"bv_resample": "regenerate"},
+    ("fashion-mnist", "quick"): {"sizes": (1000, 5000, 20000, 60000), "epochs": 10},
+    ("fashion-mnist", "full"): {
+        "hidden": (1024, 1024, 1024),
+        "input_p": 0.2,
+        "epochs": 50,
+        "batch_size": 128,
+        "lr": 1e-3,
+        "sizes": (1000, 5000, 20000, 60000),
+    },
+    ("digits", "quick"): {"sizes": (100, 300, 600, 1297)},
+    ("digits", "full"): {"sizes": (100, 300, 600, 1297)},
+}
+_MODEL_KEYS = {f.name for f in fields(ModelConfig)}
+_TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
+_LAB_KEYS = {f.name for f in fields(LabConfig)} - {"model", "train"}
+_POSITIVE = ("epochs", "batch_size", "seeds", "bv_models", "ens_members", "ens_k", "workers",
+             "threads", "coverage_epochs", "tiny_hidden")
+_ALIASES = {"fashion": "fashion-mnist", "mnist-1d": "mnist1d"}
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a lab config file: flat keys named like the flags (``hidden = [512, 512]``).
+
+    Uses ``tomllib`` (Python 3.11+), else the ``tomli`` package if installed.
+    """
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        try:
+            import tomli as tomllib
+        except ImportError as err:
+            raise RuntimeError(
+                "--config needs Python 3.11+ (tomllib) or the tomli package: pip install tomli"
+            ) from err
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError as err:
+        raise ValueError(f"config file {str(path)!r} does not exist") from err
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"config file {str(path)!r} is not valid TOML: {err}") from err
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():  # allow [model] / [train] tables as well as flat keys
+        if isinstance(value, dict) and key in ("model", "train", "lab"):
+            flat.update({k.replace("-", "_"): v for k, v in value.items()})
+        else:
+            flat[key.replace("-", "_")] = value
+    return flat
+
+
+def _canonical_data(data: str) -> str:
+    return _ALIASES.get(data.lower(), data.lower()) if "/" not in data else data
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check one setting's type and range; lists become tuples."""
+    known = _MODEL_KEYS | _TRAIN_KEYS | _LAB_KEYS
+    if key not in known:
+        raise ValueError(f"unknown lab setting {key!r}; known: {', '.join(sorted(known))}")
+    if key in ("hidden", "ps", "bv_ps", "coverage_ps", "sizes", "experiments"):
+        if isinstance(value, (str, int, float)):
+            value = [value]
+        value = tuple(value)
+    if key in ("hidden", "sizes") and (
+        not value or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)
+    ):
+        raise ValueError(f"{key} must be positive integers, but got {list(value)}")
+    if key in ("ps", "bv_ps", "coverage_ps"):
+        value = tuple(check_p(v, f"{key} entry") for v in value)
+        if any(v >= 1.0 for v in value) or not value:
+            raise ValueError(f"{key} needs drop probabilities in [0, 1), but got {list(value)}")
+    if key in ("input_p", "p_main"):
+        value = check_p(value, key)
+        if value >= 1.0:
+            raise ValueError(f"{key} must be below 1, but got {value}")
+    if key == "scaling":
+        value = check_scaling(value)
+    if key == "experiments":
+        bad = [e for e in value if e not in EXPERIMENTS]
+        if bad:
+            raise ValueError(f"unknown experiment(s) {bad}; choose from {', '.join(EXPERIMENTS)}")
+    if key in _POSITIVE and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{key} must be a positive integer, but got {value!r}")
+    if key == "tiny_hidden" and value > 16:
+        raise ValueError(f"tiny_hidden={value} means 2^{value} sub-networks; use at most 16")
+    if key in ("lr", "weight_decay") and (not isinstance(value, (int, float)) or value < 0):
+        raise ValueError(f"{key} must be a non-negative number, but got {value!r}")
+    if key == "mode" and value not in _PRESETS:
+        raise ValueError(f"mode must be 'quick' or 'full', but got {value!r}")
+    if key == "bv_resample" and value not in ("bootstrap", "regenerate"):
+        raise ValueError(f"bv_resample must be 'bootstrap' or 'regenerate', but got {value!r}")
+    return value
+
+
+def resolve_config(*layers: dict[str, Any]) -> LabConfig:
+    """Merge settings: mode preset, data preset, then each layer in order (None = unset).
+
+    Example:
+        >>> cfg = resolve_config({"mode": "quick"}, {"hidden": [64], "epochs": 2})
+        >>> cfg.model.hidden, cfg.train.epochs, cfg.ps
+        ((64,), 2, (0.0, 0.2, 0.5, 0.8))
+    """
+    given: dict[str, Any] = {}
+    for layer in layers:
+        given.update({k.replace("-", "_"): v for k, v in layer.items() if v is not None})
+    mode = _coerce("mode", given.get("mode", "quick"))
+    data = _canonical_data(str(given.get("data", "mnist1d")))
+    merged: dict[str, Any] = {}
+    merged.update(_PRESETS[mode])
+    merged.update(_DATA_PRESETS.get((data, mode), {}))
+    merged.update(given)
+    merged["mode"], merged["data"] = mode, data
+    if merged.get("bv_resample") == "regenerate" and data != "mnist1d":
+        merged["bv_resample"] = "bootstrap" if "bv_resample" not in given else "regenerate"
+        if merged["bv_resample"] == "regenerate":
+            raise ValueError("bv_resample='regenerate' needs --data mnist1d; use 'bootstrap'")
+    clean = {k: _coerce(k, v) for k, v in merged.items()}
+    model = ModelConfig(**{k: v for k, v in clean.items() if k in _MODEL_KEYS})
+    train = TrainConfig(**{k: v for k, v in clean.items() if k in _TRAIN_KEYS})
+    lab = {k: v for k, v in clean.items() if k in _LAB_KEYS}
+    lab["seed"] = int(lab.get("seed", 0))
+    lab["out"] = str(lab.get("out", "lab-out"))
+    return LabConfig(model=model, train=train, **lab)

@@ -1,0 +1,72 @@
+"""Eval mode (claim 14): the same trained net evaluated with dropout on and off.
+
+Forgetting ``model.eval()`` leaves dropout active at test time: predictions come from one
+random thinned network. The verdict compares eval-mode accuracy with the mean of several
+train-mode passes; the net without dropout is the control (both modes agree exactly).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from dropkit.lab.config import LabConfig, ModelConfig, TrainConfig, TrialSpec
+from dropkit.lab.experiments._common import accuracy, log_loss, paired_se, summary
+from dropkit.lab.experiments.ensemble import rebuild
+from dropkit.lab.runner import Runner
+from dropkit.lab.train import predict_proba
+
+NAME = "eval-mode"
+CLAIM = "Forgetting model.eval() (dropout left on at test time) costs accuracy (claim 14)"
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig
+    train: TrainConfig
+    p: float
+    seed: int
+    passes: int = 10  # train-mode passes over the test set
+
+    @classmethod
+    def from_lab(cls, lab: LabConfig) -> Config:
+        return cls(lab.model, lab.train, lab.p_main, lab.seed)
+
+
+def trials(cfg: Config, runner: Runner) -> list[TrialSpec]:
+    return [runner.spec(cfg.model, cfg.train, p, cfg.seed) for p in (0.0, cfg.p)]
+
+
+def run(cfg: Config, runner: Runner) -> dict[str, Any]:
+    """Accuracy and log-loss in both modes, for the net with and without dropout."""
+    got = runner.run(NAME, trials(cfg, runner))
+    x, y = torch.from_numpy(runner.dataset.x_test), runner.dataset.y_test
+    rows = {}
+    for t in got:
+        net = rebuild(t, runner)
+        ev = predict_proba(net, x).numpy()
+        torch.manual_seed(cfg.seed + 3)
+        tr = [predict_proba(net, x, train_mode=True).numpy() for _ in range(cfg.passes)]
+        rows[f"p={t.spec.p}"] = {
+            "p": t.spec.p,
+            "eval_acc": accuracy(ev, y), "eval_nll": log_loss(ev, y),
+            "train_acc": summary([accuracy(a, y) for a in tr]),
+            "train_nll": summary([log_loss(a, y) for a in tr]),
+            "se": float(np.mean([paired_se(ev.argmax(1), a.argmax(1), y) for a in tr])),
+        }
+    d = rows[f"p={cfg.p}"]
+    c = rows["p=0.0"]
+    cost = d["eval_acc"] - d["train_acc"]["mean"]
+    holds = bool(cost > 2 * d["se"] and d["eval_nll"] < d["train_nll"]["mean"])
+    text = (
+        f"p={cfg.p}: eval mode acc {d['eval_acc']:.3f} / NLL {d['eval_nll']:.3f}; train mode "
+        f"{d['train_acc']['mean']:.3f}±{d['train_acc']['sd']:.3f} / "
+        f"{d['train_nll']['mean']:.3f} (mean of {cfg.passes} passes): forgetting eval() costs "
+        f"{cost:.3f} accuracy (2 SE = {2 * d['se']:.3f}); control p=0: "
+        f"{c['eval_acc']:.3f} in both modes"
+    )
+    return {"holds": holds, "claim": CLAIM, "summary": text, "accuracy_cost": cost,
+            "passes": cfg.passes, "rows": list(rows.values())}

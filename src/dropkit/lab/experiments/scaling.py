@@ -1,0 +1,130 @@
+r"""Scaling (claims 11, 12): classic and inverted dropout train to the same accuracy.
+
+Classic (the seed's): keep with probability 1-p unscaled, multiply by (1-p) at test time.
+Inverted (PyTorch's): scale kept units by 1/(1-p) in training, nothing at test time. Both
+nets are trained from the same seed (same initial weights, batches and masks). Then, for
+each, the mean of S train-mode outputs of the first hidden dropout layer is compared with
+its eval-mode output, element by element, in units of the exact standard error
+(:math:`\sigma = |h| \sqrt{p/(1-p)}` inverted, :math:`|h|\sqrt{p(1-p)}` classic): every
+|z| must be below 6.
+
+Note: the two are one model in two parametrisations (classic weights after a dropout
+layer = inverted weights / (1-p)), but the optimiser does not see it that way: with Adam,
+which moves every weight by about lr per step, the classic net must grow those weights by
+1/(1-p) from the same initialisation, so under a short epoch budget it can lag behind.
+The verdict reports what the budget shows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from dropkit.lab.config import LabConfig, ModelConfig, TrainConfig, TrialSpec
+from dropkit.lab.experiments._common import binom_se, summary
+from dropkit.lab.experiments.ensemble import rebuild
+from dropkit.lab.runner import Runner
+from dropkit.nn import Dropout
+
+NAME = "scaling"
+CLAIM = (
+    "Multiplying by (1-p) at test time (classic) or by 1/(1-p) in training (inverted) keeps "
+    "the expected output equal, and both train to the same test accuracy (claims 11, 12)"
+)
+Z_MAX = 6.0
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig
+    train: TrainConfig
+    p: float
+    seeds: int
+    seed: int
+    samples: int = 400  # train-mode passes for the expectation check
+    rows: int = 64  # test examples in the expectation check
+
+    @classmethod
+    def from_lab(cls, lab: LabConfig) -> Config:
+        return cls(lab.model, lab.train, lab.p_main, lab.seeds, lab.seed)
+
+
+def _models(cfg: Config) -> dict[str, ModelConfig]:
+    return {s: replace(cfg.model, scaling=s) for s in ("inverted", "classic")}
+
+
+def trials(cfg: Config, runner: Runner) -> list[TrialSpec]:
+    return [runner.spec(m, cfg.train, cfg.p, cfg.seed + s)
+            for m in _models(cfg).values() for s in range(cfg.seeds)]
+
+
+def expectation_z(drop: Dropout, h: torch.Tensor, samples: int, seed: int) -> np.ndarray:
+    """z-scores ``(mean of train-mode outputs - eval output) / SE`` for input ``h [N, H]``."""
+    p = drop.p
+    sd = h.abs() * (math.sqrt(p / (1 - p)) if drop.scaling == "inverted"
+                    else math.sqrt(p * (1 - p)))
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        drop.train()
+        mean = sum(drop(h) for _ in range(samples)) / samples
+        drop.eval()
+        target = drop(h)
+    live = sd > 0
+    z = torch.zeros_like(h)
+    z[live] = (mean[live] - target[live]) / (sd[live] / math.sqrt(samples))
+    assert torch.equal(mean[~live], target[~live])
+    return z.numpy()
+
+
+def run(cfg: Config, runner: Runner) -> dict[str, Any]:
+    """Accuracy and log-loss per scaling, the expectation check, the verdict."""
+    got = runner.run(NAME, trials(cfg, runner))
+    n_test = len(runner.dataset.y_test)
+    x = torch.from_numpy(runner.dataset.x_test[: cfg.rows])
+    out: dict[str, Any] = {}
+    for i, name in enumerate(("inverted", "classic")):
+        ts = got[i * cfg.seeds : (i + 1) * cfg.seeds]
+        acc = summary([t.result["final"]["test_acc"] for t in ts])
+        nll = summary([t.result["final"]["test_loss"] for t in ts])
+        train_acc = summary([t.result["final"]["train_acc"] for t in ts])
+        net = rebuild(ts[0], runner)
+        first = next(j for j, m in enumerate(net) if isinstance(m, Dropout) and j > 0)
+        with torch.no_grad():
+            h = net[:first](x)  # [rows, H], the input of the first hidden dropout
+        z = expectation_z(net[first], h, cfg.samples, cfg.seed + 5)
+        out[name] = {"acc": acc, "nll": nll, "train_acc": train_acc,
+                     "max_abs_z": float(np.abs(z).max()),
+                     "z_hist": np.histogram(z, bins=41, range=(-8, 8))[0].tolist()}
+    inv, cla = out["inverted"], out["classic"]
+    if cfg.seeds > 1:
+        tol = 3 * math.hypot(inv["acc"]["se"], cla["acc"]["se"])
+    else:
+        tol = 3 * math.sqrt(2) * binom_se(inv["acc"]["mean"], n_test)
+    diff = cla["acc"]["mean"] - inv["acc"]["mean"]
+    same_acc = abs(diff) <= tol
+    same_expectation = max(inv["max_abs_z"], cla["max_abs_z"]) < Z_MAX
+    text = (
+        f"p={cfg.p}, {cfg.seeds} seed(s): test acc inverted {inv['acc']['mean']:.3f}, classic "
+        f"{cla['acc']['mean']:.3f} (difference {diff:+.3f}, tolerance ±{tol:.3f}); log-loss "
+        f"{inv['nll']['mean']:.3f} / {cla['nll']['mean']:.3f}; train acc "
+        f"{inv['train_acc']['mean']:.3f} / {cla['train_acc']['mean']:.3f}; "
+        f"E[train output] = eval output: "
+        f"max |z| {inv['max_abs_z']:.2f} / {cla['max_abs_z']:.2f} over "
+        f"{cfg.samples} masks (bound {Z_MAX:g})"
+    )
+    return {
+        "holds": bool(same_acc and same_expectation),
+        "claim": CLAIM,
+        "summary": text,
+        "p": cfg.p,
+        "acc_difference": diff,
+        "tolerance": tol,
+        "same_accuracy": bool(same_acc),
+        "same_expectation": bool(same_expectation),
+        "samples": cfg.samples,
+        **out,
+    }

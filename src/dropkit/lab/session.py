@@ -1,0 +1,97 @@
+"""One ``dropkit lab`` run: resolve, train every missing trial, analyse, report.
+
+Order: write ``config.json``; collect the trials of every experiment whose stored result is
+missing or was made under another config; train the missing ones (all experiments
+together, in ``workers`` processes, each stored as it finishes); analyse each experiment
+and store its result; build the report from the store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dropkit.lab.config import LabConfig, digest
+from dropkit.lab.data import load_data
+from dropkit.lab.experiments import REGISTRY
+from dropkit.lab.report import build_report
+from dropkit.lab.runner import Runner
+from dropkit.lab.store import Store
+
+__all__ = ["LabRun", "run_lab"]
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclasses.dataclass
+class LabRun:
+    """What a run did: results per experiment, trainings done now, the report's path."""
+
+    results: dict[str, dict[str, Any]]
+    trained: int
+    report: Path
+    wall_s: float
+
+
+def _experiment_hash(config: Any, fingerprint: str) -> str:
+    return digest({"config": dataclasses.asdict(config), "data": fingerprint})
+
+
+def run_lab(
+    cfg: LabConfig, progress: Progress | None = None, cache_dir: str | Path | None = None
+) -> LabRun:
+    """Run the experiments of ``cfg`` into ``cfg.out``, resuming from what is stored."""
+    start = time.perf_counter()
+    dataset = load_data(cfg.data, cache_dir)  # bad data fails before anything is written
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, sort_keys=True) + "\n")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)  # the analyses too: no oversubscribed cores
+    store = Store(out)
+    runner = Runner(store, cfg.data, workers=cfg.workers, threads=cfg.threads,
+                    cache_dir=cache_dir, on_progress=progress, dataset=dataset)
+    try:
+        configs = {n: REGISTRY[n].Config.from_lab(cfg) for n in cfg.experiments}
+        hashes = {n: _experiment_hash(c, runner.dataset.fingerprint) for n, c in configs.items()}
+        results: dict[str, dict[str, Any]] = {}
+        owners: dict[Any, str] = {}
+        for name, c in configs.items():
+            stored = store.get_experiment(name, hashes[name])
+            if stored is not None:
+                results[name] = stored
+            else:
+                for spec in REGISTRY[name].trials(c, runner):
+                    owners.setdefault(spec, name)
+        if owners:
+            runner.run(owners, list(owners), label="training")
+        pending = [n for n in configs if n not in results]
+        for i, name in enumerate(pending):
+            if progress is not None:
+                progress("analysis", i, len(pending))
+            t0 = time.perf_counter()
+            module, c = REGISTRY[name], configs[name]
+            res = module.run(c, runner)
+            analysis_s = time.perf_counter() - t0
+            trials = runner.run(name, module.trials(c, runner))
+            res["train_s"] = sum(t.result["wall_s"] for t in trials)
+            res["analysis_s"] = analysis_s
+            res["config"] = json.loads(json.dumps(dataclasses.asdict(c)))
+            wall = analysis_s + res["train_s"]
+            store.put_experiment(name, hashes[name], res["config"], res, wall)
+            results[name] = {**res, "wall_s": wall}
+        if progress is not None and pending:
+            progress("analysis", len(pending), len(pending))
+        trained = runner.trained
+    finally:
+        torch.set_num_threads(threads)
+        runner.close()
+        store.close()
+    report = build_report(out)
+    return LabRun(results, trained, report, time.perf_counter() - start)
