@@ -14,7 +14,10 @@ Two ops carry every dropkit variant:
 - ``dropkit::draw_seed_ordered(token)``: ``draw_seed`` as used inside compiled graphs (see
   ``fresh_seed``: it keeps two draws in one graph apart and in eager order).
 
-The in-place form goes through an autograd Function (custom ops may not return an alias).
+Eager calls take a shortcut with the same math: an autograd Function (or, without a graph
+to record, a direct call) instead of the op dispatcher, which costs tens of microseconds a
+call; ``torch.compile`` traces the custom ops. The in-place form goes through an autograd
+Function (custom ops may not return an alias).
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ __all__ = ["apply_mask_affine", "draw_seed", "draw_seed_ordered", "fresh_seed", 
 )
 def draw_seed() -> torch.Tensor:
     """A fresh seed from torch's default CPU generator (advances it by one draw)."""
+    return _draw()
+
+
+def _draw() -> torch.Tensor:
+    """The draw itself, shared by eager calls and both seed ops (the same RNG consumption)."""
     return torch.empty((), dtype=torch.int64).random_()
 
 
@@ -60,7 +68,7 @@ _ORDER_TOKEN = torch.zeros(1, dtype=torch.int64)
 )
 def draw_seed_ordered(token: torch.Tensor) -> torch.Tensor:
     """``draw_seed()`` for compiled graphs; ``token`` orders the draws and is left unchanged."""
-    return torch.empty((), dtype=torch.int64).random_()
+    return _draw()
 
 
 @draw_seed_ordered.register_fake
@@ -69,10 +77,13 @@ def _draw_seed_ordered_fake(token: torch.Tensor) -> torch.Tensor:
 
 
 def fresh_seed() -> torch.Tensor:
-    """A fresh seed from torch's default CPU generator: ``draw_seed``, ordered when compiling."""
+    """A fresh seed from torch's default CPU generator: ``draw_seed``, ordered when compiling.
+
+    Eager calls skip the op dispatcher (tens of microseconds) and make the same draw.
+    """
     if torch.compiler.is_compiling():
         return draw_seed_ordered(_ORDER_TOKEN)
-    return draw_seed()
+    return _draw()
 
 
 def _compute(
@@ -165,6 +176,48 @@ def _backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> t
 mask_affine.register_autograd(_backward, setup_context=_setup_context)
 
 
+class _MaskAffineEager(torch.autograd.Function):
+    """``mask_affine`` for eager autograd without the custom-op dispatcher (same math, same
+    backward); ``torch.compile`` sees the custom op instead (see ``_apply``)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        x: torch.Tensor,
+        seed: torch.Tensor,
+        thresh: int,
+        mask_shape: list[int],
+        w_keep: float,
+        w_drop: float,
+        b_keep: float,
+        b_drop: float,
+    ) -> torch.Tensor:
+        ctx.mask_args = (seed, thresh, mask_shape, w_keep, w_drop)
+        return _compute(x, int(seed), thresh, mask_shape, w_keep, w_drop, b_keep, b_drop, None)
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple:  # type: ignore[override]
+        seed, thresh, mask_shape, w_keep, w_drop = ctx.mask_args
+        grad_x = _eager(grad, seed, thresh, mask_shape, w_keep, w_drop, 0.0, 0.0)
+        return grad_x, None, None, None, None, None, None, None
+
+
+def _eager(
+    x: torch.Tensor,
+    seed: torch.Tensor,
+    thresh: int,
+    shape: list[int],
+    w_keep: float,
+    w_drop: float,
+    b_keep: float,
+    b_drop: float,
+) -> torch.Tensor:
+    """Out-of-place ``mask_affine`` in eager mode: a graph node only when one is needed."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _MaskAffineEager.apply(x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop)
+    return _compute(x, int(seed), thresh, shape, w_keep, w_drop, b_keep, b_drop, None)
+
+
 class _MaskAffineInplace(torch.autograd.Function):
     """In-place ``x.mul_(w).add_(b)`` with the same mask; backward as for ``mask_affine``."""
 
@@ -187,7 +240,7 @@ class _MaskAffineInplace(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple:  # type: ignore[override]
-        return _backward(ctx, grad)
+        return _MaskAffineEager.backward(ctx, grad)
 
 
 def apply_mask_affine(
@@ -231,14 +284,15 @@ def _apply(
     b_drop: float,
     inplace: bool,
 ) -> torch.Tensor:
-    """``apply_mask_affine`` for one key: the custom op, or the in-place Function."""
-    if inplace and torch.compiler.is_compiling():
-        # Dynamo cannot trace int(seed) inside the autograd Function (a graph break), and a
-        # compiled graph is functional anyway: compute out of place and write back into x.
-        return x.copy_(mask_affine(x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop))
+    """``apply_mask_affine`` for one key: the custom op when compiling, else eager paths."""
+    if torch.compiler.is_compiling():
+        # Dynamo cannot trace int(seed) inside an autograd Function (a graph break), and a
+        # compiled graph is functional anyway: in place computes out of place and writes back.
+        y = mask_affine(x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop)
+        return x.copy_(y) if inplace else y
     if inplace and not (torch.is_grad_enabled() and x.requires_grad):
         # No graph to record: a plain in-place update that returns the input object itself.
         return _compute(x, int(seed), thresh, shape, w_keep, w_drop, b_keep, b_drop, out=x)
     if inplace:
         return _MaskAffineInplace.apply(x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop)
-    return mask_affine(x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop)
+    return _eager(x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop)
