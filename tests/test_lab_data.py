@@ -155,3 +155,12 @@ def test_mnist1d_is_the_published_split(tmp_path: Path) -> None:
     assert (tmp_path / "mnist1d-seed42.npz").exists()  # cached there, not in the cwd
     again = D.load_mnist1d(cache_dir=tmp_path)
     assert again.fingerprint == ds.fingerprint
+
+
+@pytest.mark.skipif(
+    not Path(D.FASHION_DIR).is_dir(), reason="Debian package dataset-fashion-mnist not installed"
+)
+def test_fashion_mnist_from_the_debian_package() -> None:
+    d = D.load_fashion_mnist()
+    assert d.x_train.shape == (60000, 784) and d.x_test.shape == (10000, 784)
+    assert d.n_classes == 10 and set(d.y_train.tolist()) == set(range(10))
