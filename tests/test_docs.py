@@ -20,6 +20,9 @@ MODULES = [
     "dropkit.backends",
     "dropkit.modes",
     "dropkit.mc",
+    "dropkit.mc.predict",
+    "dropkit.mc.uncertainty",
+    "dropkit.mc.calibration",
 ]
 
 
