@@ -177,8 +177,9 @@ mask_affine.register_autograd(_backward, setup_context=_setup_context)
 
 
 class _MaskAffineEager(torch.autograd.Function):
-    """``mask_affine`` for eager autograd without the custom-op dispatcher (same math, same
-    backward); ``torch.compile`` sees the custom op instead (see ``_apply``)."""
+    """``mask_affine`` for eager autograd, out of place or in place (``x.mul_(w).add_(b)``),
+    without the custom-op dispatcher; ``torch.compile`` sees the custom op (see ``_apply``).
+    Backward regenerates the mask from the seed, as the op's registered autograd does."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -191,15 +192,20 @@ class _MaskAffineEager(torch.autograd.Function):
         w_drop: float,
         b_keep: float,
         b_drop: float,
+        inplace: bool,
     ) -> torch.Tensor:
-        ctx.mask_args = (seed, thresh, mask_shape, w_keep, w_drop)
-        return _compute(x, int(seed), thresh, mask_shape, w_keep, w_drop, b_keep, b_drop, None)
+        ctx.mask_args = (seed, thresh, list(mask_shape), w_keep, w_drop)
+        out = x if inplace else None
+        y = _compute(x, int(seed), thresh, mask_shape, w_keep, w_drop, b_keep, b_drop, out)
+        if inplace:
+            ctx.mark_dirty(x)
+        return y
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple:  # type: ignore[override]
         seed, thresh, mask_shape, w_keep, w_drop = ctx.mask_args
         grad_x = _eager(grad, seed, thresh, mask_shape, w_keep, w_drop, 0.0, 0.0)
-        return grad_x, None, None, None, None, None, None, None
+        return grad_x, None, None, None, None, None, None, None, None
 
 
 def _eager(
@@ -211,36 +217,14 @@ def _eager(
     w_drop: float,
     b_keep: float,
     b_drop: float,
+    inplace: bool = False,
 ) -> torch.Tensor:
-    """Out-of-place ``mask_affine`` in eager mode: a graph node only when one is needed."""
+    """``mask_affine`` in eager mode: a graph node only when one is needed."""
     if torch.is_grad_enabled() and x.requires_grad:
-        return _MaskAffineEager.apply(x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop)
-    return _compute(x, int(seed), thresh, shape, w_keep, w_drop, b_keep, b_drop, None)
-
-
-class _MaskAffineInplace(torch.autograd.Function):
-    """In-place ``x.mul_(w).add_(b)`` with the same mask; backward as for ``mask_affine``."""
-
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: torch.autograd.function.FunctionCtx,
-        x: torch.Tensor,
-        seed: torch.Tensor,
-        thresh: int,
-        mask_shape: list[int],
-        w_keep: float,
-        w_drop: float,
-        b_keep: float,
-        b_drop: float,
-    ) -> torch.Tensor:
-        _compute(x, int(seed), thresh, mask_shape, w_keep, w_drop, b_keep, b_drop, out=x)
-        ctx.mark_dirty(x)
-        ctx.mask_args = (seed, thresh, list(mask_shape), w_keep, w_drop)
-        return x
-
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple:  # type: ignore[override]
-        return _MaskAffineEager.backward(ctx, grad)
+        args = (x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop, inplace)
+        return _MaskAffineEager.apply(*args)
+    out = x if inplace else None  # no graph: in place returns the input object itself
+    return _compute(x, int(seed), thresh, shape, w_keep, w_drop, b_keep, b_drop, out)
 
 
 def apply_mask_affine(
@@ -290,9 +274,4 @@ def _apply(
         # compiled graph is functional anyway: in place computes out of place and writes back.
         y = mask_affine(x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop)
         return x.copy_(y) if inplace else y
-    if inplace and not (torch.is_grad_enabled() and x.requires_grad):
-        # No graph to record: a plain in-place update that returns the input object itself.
-        return _compute(x, int(seed), thresh, shape, w_keep, w_drop, b_keep, b_drop, out=x)
-    if inplace:
-        return _MaskAffineInplace.apply(x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop)
-    return _eager(x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop)
+    return _eager(x, seed, thresh, shape, w_keep, w_drop, b_keep, b_drop, inplace)
