@@ -1,17 +1,19 @@
 """Fused CPU dropout kernels (numba): Philox keep decisions drawn inside the output loop.
 
-Each kernel walks the flat element range in fixed chunks of ``CHUNK`` elements (a
-``prange`` over chunks, so any thread count computes the same thing), and inside a chunk
-in blocks of ``BLOCK`` Philox counters. A block runs the ten Philox4x32 rounds on arrays
-of counters (32x32->64 bit products in uint64, which LLVM turns into ``vpmuludq``), then
-one vectorised pass writes ``out[i] = x[i] * (w_keep if r_i >= thresh else w_drop)``.
-No mask is stored. Element ``i`` (counted from ``4 * ctr_base``) takes lane ``i & 3`` of
+Each kernel runs on the calling thread over a flat element range (the backend splits large
+inputs across threads at multiples of ``CHUNK`` elements, passing each slice's counter
+base, so any split computes the same thing), in blocks of ``BLOCK`` Philox counters. A
+block runs the ten Philox4x32 rounds on arrays of counters (32x32->64 bit products in
+uint64, which LLVM turns into ``vpmuludq``), then one vectorised pass writes
+``out[i] = x[i] * (w_keep if r_i >= thresh else w_drop)``. No mask is stored. Element ``i``
+(counted from ``4 * ctr_base``) takes lane ``i & 3`` of
 ``Philox(counter = ctr_base + (i >> 2), key = (key0, key1))``: the spec of
 :mod:`dropkit.rng`, bit for bit.
 
-All integers are uint64 holding uint32 values (numba promotes mixed uint/int arithmetic to
-float64, so every constant is a ``np.uint64``). ``fastmath`` stays off: the product is one
-IEEE multiply in the array's dtype.
+Philox runs on uint64 holding uint32 values (numba promotes mixed uint/int arithmetic to
+float64, so every constant is a ``np.uint64``); the draws are stored as uint32, so the
+compare runs eight lanes wide. ``fastmath`` stays off: the product is one IEEE multiply in
+the array's dtype.
 
 Paper: Salmon et al., "Parallel random numbers: as easy as 1, 2, 3" (SC 2011).
 """
@@ -19,7 +21,7 @@ Paper: Salmon et al., "Parallel random numbers: as easy as 1, 2, 3" (SC 2011).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from dropkit.rng import (
     MASK32,
@@ -30,10 +32,10 @@ from dropkit.rng import (
     PHILOX_ROUNDS,
 )
 
-__all__ = ["BLOCK", "CHUNK", "keep_mask", "keep_mask_serial", "scale", "scale_serial"]
+__all__ = ["BLOCK", "CHUNK", "keep_mask_serial", "scale_serial"]
 
 BLOCK = 128  # Philox counters per vector block (512 elements)
-CHUNK = 16 * 4 * BLOCK  # elements per parallel task: 8192, a multiple of 4 * BLOCK
+CHUNK = 16 * 4 * BLOCK  # split granularity for threads: 8192 elements, a multiple of 4 * BLOCK
 
 _M = np.uint64(MASK32)
 _A = np.uint64(PHILOX_ROUND_A)
@@ -98,30 +100,6 @@ def _scale_range(
             out[i] = x[i] * (w_keep if bits[t] >= th else w_drop)
 
 
-@njit(parallel=True, **_OPTS)
-def scale(
-    x: np.ndarray,
-    out: np.ndarray,
-    ctr_base: np.uint64,
-    key0: np.uint64,
-    key1: np.uint64,
-    thresh: np.uint64,
-    w_keep: np.floating,
-    w_drop: np.floating,
-) -> None:
-    """``out[i] = x[i] * (w_keep if keep(i) else w_drop)`` for flat float32/float64 arrays.
-
-    ``out`` may be ``x``. ``w_keep``/``w_drop`` must have ``x``'s dtype; the integers are
-    ``np.uint64``. Parallel over fixed chunks: independent of the thread count.
-    """
-    n = x.shape[0]
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        bits = np.empty(_NB, np.uint32)
-        lo = c * CHUNK
-        hi = min(lo + CHUNK, n)
-        _scale_range(x, out, lo, hi, ctr_base, key0, key1, thresh, w_keep, w_drop, bits)
-
-
 @njit(**_OPTS)
 def scale_serial(
     x: np.ndarray,
@@ -133,7 +111,11 @@ def scale_serial(
     w_keep: np.floating,
     w_drop: np.floating,
 ) -> None:
-    """:func:`scale` on the calling thread only (no thread wake-up cost for small inputs)."""
+    """``out[i] = x[i] * (w_keep if keep(i) else w_drop)`` for flat float32/float64 arrays.
+
+    Element ``i`` uses counter ``ctr_base + (i >> 2)``. ``out`` may be ``x``.
+    ``w_keep``/``w_drop`` must have ``x``'s dtype; the integers are ``np.uint64``.
+    """
     bits = np.empty(_NB, np.uint32)
     _scale_range(x, out, 0, x.shape[0], ctr_base, key0, key1, thresh, w_keep, w_drop, bits)
 
@@ -162,18 +144,6 @@ def _keep_range(
 def keep_mask_serial(
     out: np.ndarray, ctr_base: np.uint64, key0: np.uint64, key1: np.uint64, thresh: np.uint64
 ) -> None:
-    """:func:`keep_mask` on the calling thread only."""
+    """``out[i] = r_i >= thresh`` for a flat bool array (True = kept), from ``ctr_base``."""
     bits = np.empty(_NB, np.uint32)
     _keep_range(out, 0, out.shape[0], ctr_base, key0, key1, thresh, bits)
-
-
-@njit(parallel=True, **_OPTS)
-def keep_mask(
-    out: np.ndarray, ctr_base: np.uint64, key0: np.uint64, key1: np.uint64, thresh: np.uint64
-) -> None:
-    """``out[i] = r_i >= thresh`` for a flat bool array (True = kept)."""
-    n = out.shape[0]
-    for c in prange((n + CHUNK - 1) // CHUNK):
-        bits = np.empty(_NB, np.uint32)
-        lo = c * CHUNK
-        _keep_range(out, lo, min(lo + CHUNK, n), ctr_base, key0, key1, thresh, bits)
