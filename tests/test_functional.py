@@ -169,6 +169,9 @@ def test_unseeded_calls_draw_different_masks():
     x = torch.ones(4096)
     a, b = F.dropout(x, 0.5), F.dropout(x, 0.5)
     assert_fraction(int(((a == 0) == (b == 0)).sum()), 4096, 0.5)
+    # A plausible bug, a seed drawn once and reused, gives identical masks and fails.
+    c, d = F.dropout(x, 0.5, seed=7), F.dropout(x, 0.5, seed=7)
+    assert not fraction_ok(int(((c == 0) == (d == 0)).sum()), 4096, 0.5)
 
 
 def test_manual_seed_reproduces_a_training_run():
@@ -299,6 +302,7 @@ def test_channel_dropout_drops_whole_channels(fn, shape):
 def test_channel_keep_rate():
     y = F.dropout2d(torch.ones(512, 512, 1, 1), 0.3, seed=2)
     assert_fraction(int((y != 0).sum()), 512 * 512, 0.7)
+    assert not fraction_ok(int((y != 0).sum()), 512 * 512, 0.3)  # p read as keep prob fails
 
 
 def test_dropout1d_rank_error_matches_torch():
