@@ -277,3 +277,17 @@ def test_calibration_report_mc_versus_deterministic() -> None:
     net[2].p = 0.0
     same = calibration_report(net, x, y, samples=3, seed=5)
     assert same.mc == pytest.approx(same.deterministic)
+
+
+def test_ece_matches_torchmetrics() -> None:
+    """Differential test against the well-kept implementation (torchmetrics, dev extra)."""
+    tm = pytest.importorskip("torchmetrics.functional.classification")
+    g = torch.Generator().manual_seed(0)
+    for n_bins in (1, 10, 15):
+        probs = torch.randn(500, 4, generator=g).mul(2).softmax(-1)
+        target = torch.randint(0, 4, (500,), generator=g)
+        ours = expected_calibration_error(probs, target, n_bins)
+        theirs = tm.multiclass_calibration_error(
+            probs, target, num_classes=4, n_bins=n_bins, norm="l1"
+        )
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)

@@ -79,8 +79,9 @@ def expected_calibration_error(
     r"""Top-label ECE with equal-width bins: :math:`\sum_b \frac{|B_b|}{N}\,|acc(B_b) - conf(B_b)|`.
 
     Confidence is :math:`\max_c p_{n,c}`, the prediction its argmax (first on ties). Bin
-    ``b`` holds confidences in :math:`[b/M, (b+1)/M)`, the last bin also 1.0 (torchmetrics'
-    ``multiclass_calibration_error(norm="l1")`` binning, which could replace this function).
+    ``b`` holds confidences in :math:`[b/M, (b+1)/M)`, the last bin also 1.0: torchmetrics'
+    ``multiclass_calibration_error(norm="l1")``, which the tests check it against. Kept here
+    (a few lines of torch) so that ``dropkit.mc`` needs no extra dependency.
 
     Args:
         probs: class probabilities ``[N, C]``.
