@@ -8,10 +8,15 @@ On a CUDA machine (one run, well under 5 minutes)::
    2**20-element tensor against the reference on CPU and against the numba CPU kernel when
    it is installed; then offsets past 2**31 elements and counters past 2**32.
 2. Timing (CUDA events, warm-up, median of repeats) of forward and forward+backward against
-   torch's CUDA dropout and a plain copy, float32 and bfloat16, 2**24 and 2**28 elements,
-   reported as achieved GB/s (bytes each op must move, divided by its median time).
+   torch's CUDA dropout and a plain copy, float32 and bfloat16, 2**24, 2**26 and 2**28 elements,
+   reported as achieved GB/s (bytes each op must move, divided by its median time); the
+   forward kernel alone too, apart from Python dispatch and allocation.
+3. On CUDA: a compiled model (aot_eager and inductor) against its eager twin, CPU and CUDA
+   masks under one ``torch.manual_seed``, and ``opcheck`` of the op on CUDA tensors.
+4. Forward-kernel GB/s for each launch configuration (BLOCK_SIZE x num_warps).
 
-Exit status: 0 all identical, 1 a mismatch, 2 no CUDA device. Without a GPU,
+Every section runs even when an earlier one fails. Exit status: 0 all checks passed,
+1 a failure, 2 no CUDA device. Without a GPU,
 ``--dry-run`` runs the identity checks on tiny CPU tensors through Triton's interpreter
 (it sets TRITON_INTERPRET=1 itself), to check this script's logic.
 """
@@ -157,7 +162,12 @@ def identity_checks(device: torch.device, n: int, check: Checker, large: bool) -
     del x, out
 
 
-def _median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
+def _median_ms(fn: Callable[[], object], warmup: int, repeats: int, inner: int = 1) -> float:
+    """Median over ``repeats`` of the time per call of ``inner`` back-to-back calls (ms).
+
+    Back to back, the host queues the next launch while the GPU runs the last one, as in a
+    training loop: the figure is GPU time when the host keeps up, host time when it cannot.
+    """
     import torch
 
     for _ in range(warmup):
@@ -166,10 +176,11 @@ def _median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
     for _ in range(repeats):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        fn()
+        for _ in range(inner):
+            fn()
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end))
+        times.append(start.elapsed_time(end) / inner)
     return statistics.median(times)
 
 
@@ -197,10 +208,15 @@ def _cases(x: torch.Tensor, p: float) -> list[tuple[str, Callable[[], object], i
     def dropkit_drop(t: torch.Tensor) -> torch.Tensor:
         return dropkit.functional.dropout(t, p)
 
+    from dropkit import rng
+    from dropkit.backends import triton as tb
+
+    thresh = rng.threshold(p)
     return [
         ("copy", lambda: y.copy_(x), 2 * nb),
         ("torch fwd", lambda: torch_drop(x), 2 * nb + n),
         ("dropkit fwd", lambda: dropkit_drop(x), 2 * nb),
+        ("dropkit kernel", lambda: tb.launch_scale(x, y, 7, thresh, 1 / (1 - p), 0.0), 2 * nb),
         ("torch fwd+bwd", fwd_bwd(torch_drop), 4 * nb + 2 * n),
         ("dropkit fwd+bwd", fwd_bwd(dropkit_drop), 4 * nb),
     ]
@@ -215,24 +231,195 @@ def timings(warmup: int, repeats: int) -> None:
     p = 0.5
     rows = []
     for dtype in (torch.float32, torch.bfloat16):
-        for log2 in (24, 28):
+        for log2 in (24, 26, 28):
             n = 2**log2
             x = torch.randn(n, device="cuda", dtype=dtype)
             with dropkit.use_backend("triton"):
                 copy_ms = None
                 for name, fn, moved in _cases(x, p):
-                    ms = _median_ms(fn, warmup, repeats)
+                    ms = _median_ms(fn, warmup, repeats, inner=2 ** max(2, 28 - log2))
                     copy_ms = ms if name == "copy" else copy_ms
-                    rows.append((name, str(dtype).removeprefix("torch."), log2, ms,
-                                 moved / ms / 1e6, ms / copy_ms))
+                    rows.append(
+                        (
+                            name,
+                            str(dtype).removeprefix("torch."),
+                            log2,
+                            ms,
+                            moved / ms / 1e6,
+                            ms / copy_ms,
+                        )
+                    )
             del x
             torch.cuda.empty_cache()
     print(f"\n  {'op':<16} {'dtype':<9} {'n':>5} {'median ms':>10} {'GB/s':>8} {'x copy':>7}")
     for name, dtype, log2, ms, gbs, ratio in rows:
-        print(f"  {name:<16} {dtype:<9} {'2^' + str(log2):>5} {ms:>10.3f} {gbs:>8.0f} "
-              f"{ratio:>7.2f}")
-    print("  (GB/s counts the bytes each op must move: torch's dropout also writes and "
-          "reads a 1-byte mask; dropkit's regenerates it)")
+        print(
+            f"  {name:<16} {dtype:<9} {'2^' + str(log2):>5} {ms:>10.3f} {gbs:>8.0f} {ratio:>7.2f}"
+        )
+    print(
+        "  (GB/s counts the bytes each op must move: torch's dropout also writes and "
+        "reads a 1-byte mask; dropkit's regenerates it. 'dropkit kernel' is the forward "
+        "kernel alone into a preallocated output: no Python dispatch, no allocation)"
+    )
+
+
+def tuning(warmup: int, repeats: int) -> None:
+    """Forward kernel GB/s for each (BLOCK_SIZE, num_warps), 2**26 elements, to pick defaults."""
+    import torch
+
+    n = 2**26
+    print(f"\n  forward kernel by launch config BLOCK_SIZE/num_warps, {n} elements, GB/s")
+    for dtype in (torch.float32, torch.bfloat16):
+        cells = _tune_dtype(dtype, n, warmup, repeats)
+        print(f"  {str(dtype).removeprefix('torch.'):<9} " + "  ".join(cells), flush=True)
+        torch.cuda.empty_cache()
+
+
+def _tune_dtype(dtype: torch.dtype, n: int, warmup: int, repeats: int) -> list[str]:
+    import torch
+
+    from dropkit import rng
+    from dropkit.backends import triton as tb
+
+    kernels = tb._kernels()
+    thresh = rng.threshold(0.5)
+    x = torch.randn(n, device="cuda", dtype=dtype)
+    out = torch.empty_like(x)
+    moved = 2 * x.numel() * x.element_size()
+    copy_ms = _median_ms(lambda: out.copy_(x), warmup, repeats, inner=4)
+    cells = [f"copy {moved / copy_ms / 1e6:.0f}"]
+    w_keep, w_drop = tb._bits(2.0, False), tb._bits(0.0, False)  # opmath float32
+    for block in (256, 512, 1024, 2048):
+        for warps in (4, 8):
+            grid = (triton_cdiv(n, 4 * block),)
+
+            def run(block: int = block, warps: int = warps, grid: tuple = grid) -> None:
+                kernels.scale_kernel[grid](
+                    x, out, n, 7, thresh, w_keep, w_drop, 0, BLOCK_SIZE=block, num_warps=warps
+                )
+
+            ms = _median_ms(run, warmup, repeats, inner=4)
+            cells.append(f"{block}/{warps} {moved / ms / 1e6:.0f}")
+    return cells
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return (a + b - 1) // b
+
+
+def compile_checks(check: Checker) -> None:
+    """On CUDA: compiled (aot_eager, inductor) vs eager training steps, CPU vs CUDA masks,
+    opcheck of ``dropkit::mask_affine`` on CUDA tensors."""
+    import torch
+    from torch import nn
+
+    import dropkit
+    from dropkit.backends import ops  # noqa: F401  (registers the dropkit:: ops)
+
+    for p in (0.1, 0.5):
+        torch.manual_seed(3)
+        on_gpu = dropkit.functional.dropout(torch.ones(4099, device="cuda"), p)
+        torch.manual_seed(3)
+        on_cpu = dropkit.functional.dropout(torch.ones(4099), p)
+        check(
+            f"same torch.manual_seed, CPU and CUDA masks equal p={p}",
+            torch.equal(on_gpu.cpu(), on_cpu),
+        )
+
+    def make() -> nn.Module:
+        torch.manual_seed(0)
+        return (
+            nn.Sequential(
+                nn.Linear(64, 256),
+                dropkit.nn.Dropout(0.3, inplace=True),
+                nn.ReLU(),
+                nn.Linear(256, 256),
+                dropkit.nn.Dropout(0.5),
+                nn.Linear(256, 10),
+                dropkit.nn.Dropout(0.2, scaling="classic"),
+            )
+            .cuda()
+            .train()
+        )
+
+    x = torch.randn(128, 64, generator=torch.Generator().manual_seed(5)).cuda()
+
+    def step(model: nn.Module, params: list, seed: int) -> tuple:
+        for q in params:
+            q.grad = None
+        torch.manual_seed(seed)
+        y = model(x)
+        y.square().sum().backward()
+        return y.detach(), [q.grad.clone() for q in params]
+
+    model = make()
+    params = list(model.parameters())
+    want = [step(model, params, s) for s in (1, 2)]
+    check("eager steps draw fresh masks", not torch.equal(want[0][0], want[1][0]))
+    for backend in ("aot_eager", "inductor"):
+        compiled = torch.compile(model, backend=backend, fullgraph=True)
+        got = [step(compiled, params, s) for s in (1, 2)]
+        zeros = all(torch.equal(g[0] == 0, w[0] == 0) for g, w in zip(got, want, strict=True))
+        check(f"compiled ({backend}) vs eager on CUDA: same dropped outputs", zeros)
+        out_eq = all(torch.equal(g[0], w[0]) for g, w in zip(got, want, strict=True))
+        grads_eq = all(
+            torch.equal(a, b)
+            for g, w in zip(got, want, strict=True)
+            for a, b in zip(g[1], w[1], strict=True)
+        )
+        worst = max(
+            ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+            for g, w in zip(got, want, strict=True)
+            for a, b in zip([g[0], *g[1]], [w[0], *w[1]], strict=True)
+        )
+        print(
+            f"        outputs bitwise {out_eq}, gradients bitwise {grads_eq}, "
+            f"worst relative difference {worst:.2e}"
+        )
+        check(f"compiled ({backend}) vs eager on CUDA: values agree (rel 1e-5)", worst < 1e-5)
+        if backend == "aot_eager":
+            check("compiled (aot_eager) vs eager on CUDA: bit for bit", out_eq and grads_eq)
+
+    gen = torch.Generator().manual_seed(0)
+    s = torch.tensor(7)
+    samples = [
+        (
+            torch.randn(3, 5, generator=gen).cuda().requires_grad_(),
+            s,
+            1000,
+            [3, 5],
+            1.5,
+            0.0,
+            0.0,
+            0.0,
+        ),
+        (
+            torch.randn(8, generator=gen).to("cuda", torch.bfloat16).requires_grad_(),
+            s,
+            2**30,
+            [8],
+            1.0,
+            0.0,
+            0.0,
+            0.0,
+        ),
+        (
+            torch.randn(2, 3, 4, generator=gen).cuda().requires_grad_(),
+            s,
+            2**29,
+            [2, 3, 1],
+            0.9,
+            0.0,
+            0.2,
+            -0.4,
+        ),
+    ]
+    for i, sample in enumerate(samples):
+        try:
+            torch.library.opcheck(torch.ops.dropkit.mask_affine.default, sample)
+            check(f"opcheck mask_affine on CUDA, sample {i}", True)
+        except Exception as err:  # report and go on
+            check(f"opcheck mask_affine on CUDA, sample {i}", False, repr(err)[:300])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,19 +448,45 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         device, n, large = torch.device("cuda"), 2**20, not args.skip_large
-        print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+        import triton
+
+        print(
+            f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}, "
+            f"triton {triton.__version__}"
+        )
 
     check = Checker()
     print(f"\nbit-identity ({n} elements):")
+    _section(check, "identity", lambda: _identity(device, n, check, large))
+    if not args.dry_run:
+        print("\ncompile, cross-device masks, opcheck (CUDA):")
+        _section(check, "compile", lambda: compile_checks(check))
+        if not args.skip_timing:
+            _section(check, "timings", lambda: timings(args.warmup, args.repeats))
+            _section(check, "tuning", lambda: tuning(args.warmup, args.repeats))
+    if check.failures:
+        print(f"\n{len(check.failures)} FAILURE(S): {', '.join(check.failures)}")
+        return 1
+    print("\nall checks passed")
+    return 0
+
+
+def _identity(device: torch.device, n: int, check: Checker, large: bool) -> None:
+    import dropkit
+
     with dropkit.use_backend("triton"):
         identity_checks(device, n, check, large)
-    if check.failures:
-        print(f"\n{len(check.failures)} MISMATCH(ES): {', '.join(check.failures)}")
-        return 1
-    print("all identical")
-    if not args.dry_run and not args.skip_timing:
-        timings(args.warmup, args.repeats)
-    return 0
+
+
+def _section(check: Checker, name: str, fn: Callable[[], object]) -> None:
+    """Run one section; an exception is a failure, reported, and the next section runs."""
+    import traceback
+
+    try:
+        fn()
+    except Exception:  # one run must report every section
+        traceback.print_exc()
+        check(f"section {name} raised", False)
 
 
 if __name__ == "__main__":

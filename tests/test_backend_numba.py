@@ -123,9 +123,95 @@ def test_independent_of_split() -> None:
         assert np.array_equal(serial.view(np.uint32), split.view(np.uint32)), cut
 
 
+@pytest.mark.parametrize("parts", (1, 2, 3, 7))
+def test_parallel_kernels_match_serial(parts: int) -> None:
+    """prange over parts of any chunk-multiple size computes the serial kernels' bits."""
+    n, seed, thresh = 5 * K.CHUNK + 3, 2**63 + 9, rng.threshold(0.3)
+    k0, k1 = (np.uint64(k) for k in rng.seed_key(seed))
+    step = -(-n // (parts * K.CHUNK)) * K.CHUNK
+    for dtype in (np.float32, np.float64):
+        x = np.random.default_rng(parts).standard_normal(n).astype(dtype)
+        w = (dtype(1 / 0.7), dtype(0.0))
+        serial, par = np.empty_like(x), np.full_like(x, np.nan)
+        K.scale_serial(x, serial, np.uint64(0), k0, k1, np.uint64(thresh), *w)
+        K.scale_parallel(x, par, step, k0, k1, np.uint64(thresh), *w)
+        assert np.array_equal(serial, par), dtype
+    mask_serial, mask_par = np.zeros(n, np.bool_), np.zeros(n, np.bool_)
+    K.keep_mask_serial(mask_serial, np.uint64(0), k0, k1, np.uint64(thresh))
+    K.keep_mask_parallel(mask_par, step, k0, k1, np.uint64(thresh))
+    assert np.array_equal(mask_serial, mask_par)
+    assert 0 < mask_par.sum() < n  # not vacuous
+
+
+def test_step_splits_by_threads_and_not_in_a_forked_child() -> None:
+    backend = load()
+    n = 10 * backend._min_part + 5
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert backend._step(n) == 0  # one thread: serial
+        torch.set_num_threads(3)
+        step = backend._step(n)
+        assert step % K.CHUNK == 0 and 2 * step < n <= 3 * step
+        assert backend._step(backend._min_part) == 0  # too small to split
+        backend._parallel_pid = -1  # as if the parallel pool started in a parent process
+        assert backend._step(n) == 0  # a forked child runs serially
+    finally:
+        torch.set_num_threads(before)
+
+
+_FORK_CODE = """
+import multiprocessing as mp, sys, torch, dropkit
+torch.set_num_threads(2)
+x = torch.randn(1 << 18)
+with dropkit.use_backend("reference"):
+    want = dropkit.functional.dropout(x, 0.5, seed=3)
+def child(q):  # compares with numpy: torch's own OpenMP ops can hang after a fork
+    with dropkit.use_backend("numba"):
+        y = dropkit.functional.dropout(x, 0.5, seed=3)
+    q.put(bool((y.numpy().view("u4") == want.numpy().view("u4")).all()))
+with dropkit.use_backend("numba"):
+    assert torch.equal(dropkit.functional.dropout(x, 0.5, seed=3), want)  # parallel, parent
+ctx = mp.get_context("fork")
+q = ctx.Queue()
+proc = ctx.Process(target=child, args=(q,))
+proc.start()
+proc.join(120)
+sys.exit(0 if proc.exitcode == 0 and q.get(timeout=5) else 1)
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_forked_child_after_parallel_parent() -> None:
+    """GNU OpenMP cannot cross fork (numba kills such a child): the child runs serially.
+
+    The child must still run dropkit's kernel after a fork with its own parallel launch
+    already made in the parent (a DataLoader worker, a fork-based process pool)."""
+    subprocess.run([sys.executable, "-c", _FORK_CODE], check=True, timeout=300)
+
+
+def test_prefers_openmp_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dropkit.backends import numba as backend_module
+
+    for var in backend_module._LAYER_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(numba.config, "THREADING_LAYER", "default")
+    monkeypatch.setattr(numba.config, "THREADING_LAYER_PRIORITY", ["tbb", "omp", "workqueue"])
+    backend_module._prefer_openmp()
+    assert numba.config.THREADING_LAYER_PRIORITY == ["omp", "tbb", "workqueue"]
+    monkeypatch.setattr(numba.config, "THREADING_LAYER_PRIORITY", ["tbb", "omp", "workqueue"])
+    monkeypatch.setenv("NUMBA_THREADING_LAYER_PRIORITY", "tbb omp workqueue")
+    backend_module._prefer_openmp()
+    assert numba.config.THREADING_LAYER_PRIORITY == ["tbb", "omp", "workqueue"]
+    monkeypatch.delenv("NUMBA_THREADING_LAYER_PRIORITY")
+    monkeypatch.setattr(numba.config, "THREADING_LAYER", "workqueue")
+    backend_module._prefer_openmp()
+    assert numba.config.THREADING_LAYER_PRIORITY == ["tbb", "omp", "workqueue"]
+
+
 @pytest.mark.parametrize("dtype", (torch.float16, torch.float32), ids=str)
 def test_backend_thread_split_bit_identical(dtype: torch.dtype) -> None:
-    """Inputs big enough to be split across torch.get_num_threads() helper threads."""
+    """Inputs big enough to be split into torch.get_num_threads() parallel parts."""
     n = 2 * NB._min_part + 4 * 3 + 3
     before = torch.get_num_threads()
     x = _input(n, dtype)

@@ -1,12 +1,18 @@
 """The numba backend: fused multi-threaded CPU kernels, bit-identical to the reference.
 
 Launch and allocation only; the kernels live in :mod:`dropkit.kernels.numba_dropout`.
-Large inputs are split into ``torch.get_num_threads()`` slices at multiples of the kernel's
-chunk and run by the serial (``nogil``) kernel on a small pool of Python threads that sleep
-when idle. Numba's own ``prange`` pool (an OpenMP runtime next to torch's) spin-waits
-against torch's threads on small machines and made a training step measurably slower, so it
-is not used here. Every element's result depends only on its index, so the split never
-changes a bit.
+Inputs of at least ``2 * min_part`` elements are cut into ``torch.get_num_threads()`` parts
+(at multiples of the kernel's chunk) and run by the ``prange`` kernels; smaller ones, and
+every call in a forked child of a process that already ran a parallel kernel (GNU OpenMP
+cannot be used across ``fork``), run the serial kernel. Every element's result depends only
+on its index, so the split never changes a bit.
+
+Threading layer: unless you chose one (``NUMBA_THREADING_LAYER`` or
+``NUMBA_THREADING_LAYER_PRIORITY``), dropkit asks numba to try its OpenMP layer first. On a
+small machine it starts in a few microseconds even while torch's own OpenMP workers still
+spin after a matrix product; a pool of Python helper threads measured up to 2x slower there
+(see docs/kernels.md).
+
 float32 and float64 run in the fused kernel directly (in place when ``out is x``).
 float16 and bfloat16 are widened to float32 by torch, scaled in place by the same kernel,
 and narrowed back by torch's rounding (exactly the reference's path, so bit-identical).
@@ -19,8 +25,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
 
 import numpy as np
@@ -39,12 +43,29 @@ _ZERO = np.uint64(0)
 _failed: list[ImportError] = []  # remembered, so a missing numba costs one import attempt
 
 
+_LAYER_VARS = ("NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY")
+
+
+def _prefer_openmp() -> None:
+    """Put numba's OpenMP threading layer first, unless the user chose a layer."""
+    import numba
+
+    if any(var in os.environ for var in _LAYER_VARS):
+        return
+    if numba.config.THREADING_LAYER != "default":
+        return
+    order = list(numba.config.THREADING_LAYER_PRIORITY)
+    if "omp" in order:
+        numba.config.THREADING_LAYER_PRIORITY = ["omp", *(x for x in order if x != "omp")]
+
+
 def load() -> NumbaBackend:
     """Import numba and the kernels; ImportError naming the extra when numba is missing."""
     if _failed:
         raise ImportError(_MISSING) from _failed[0]
     try:
         kernels = importlib.import_module("dropkit.kernels.numba_dropout")
+        _prefer_openmp()
     except ImportError as err:
         if err.name is not None and err.name.split(".")[0] != "numba":
             raise
@@ -70,10 +91,9 @@ class NumbaBackend:
 
     def __init__(self, kernels: ModuleType) -> None:
         self._k = kernels
-        # Elements per thread below which waking a helper thread costs more than it saves.
-        self._min_part = 8 * kernels.CHUNK
-        self._pool: ThreadPoolExecutor | None = None
-        self._pool_key = (0, 0)  # (pid, workers): a forked child or a new thread count rebuilds
+        # Elements per part below which a parallel launch costs more than it saves.
+        self._min_part = 4 * kernels.CHUNK
+        self._parallel_pid: int | None = None  # the process whose OpenMP pool we started
 
     def unavailable(self, x: torch.Tensor) -> str | None:
         if x.device.type != "cpu":
@@ -88,8 +108,11 @@ class NumbaBackend:
         out = torch.empty(numel, dtype=torch.bool, device=device)
         if numel:
             oa = out.numpy()
-            self._split(numel, lambda s, e, c: self._k.keep_mask_serial(
-                oa[s:e], c, *_key(seed, thresh)))
+            step = self._step(numel)
+            if step:
+                self._k.keep_mask_parallel(oa, step, *_key(seed, thresh))
+            else:
+                self._k.keep_mask_serial(oa, _ZERO, *_key(seed, thresh))
         return out
 
     def scale(
@@ -125,31 +148,21 @@ class NumbaBackend:
     ) -> None:
         ftype = xa.dtype.type
         args = (*_key(seed, thresh), ftype(w_keep), ftype(w_drop))
-        kernel = self._k.scale_serial
-        self._split(n, lambda s, e, c: kernel(xa[s:e], oa[s:e], c, *args))
+        step = self._step(n)
+        if step:
+            self._k.scale_parallel(xa, oa, step, *args)
+        else:
+            self._k.scale_serial(xa, oa, _ZERO, *args)
 
-    def _split(self, n: int, run: Callable[[int, int, np.uint64], None]) -> None:
-        """``run(start, stop, counter_base)`` over slices of ``range(n)``, one per thread."""
+    def _step(self, n: int) -> int:
+        """Elements per parallel part (a multiple of the chunk), or 0 to run serially."""
         parts = min(torch.get_num_threads(), n // self._min_part)
         if parts <= 1:
-            run(0, n, _ZERO)
-            return
-        chunk = self._k.CHUNK  # slice edges at chunk multiples: multiples of 4 elements
-        step = -(-n // (parts * chunk)) * chunk
-        pool = self._workers(parts - 1)
-        futures: list[Future] = [
-            pool.submit(run, s, min(s + step, n), np.uint64(s >> 2))
-            for s in range(step, n, step)
-        ]
-        run(0, step, _ZERO)
-        for future in futures:
-            future.result()
-
-    def _workers(self, count: int) -> ThreadPoolExecutor:
-        key = (os.getpid(), count)
-        if self._pool is None or self._pool_key != key:
-            if self._pool is not None and self._pool_key[0] == key[0]:
-                self._pool.shutdown(wait=False)
-            self._pool = ThreadPoolExecutor(count, thread_name_prefix="dropkit-numba")
-            self._pool_key = key
-        return self._pool
+            return 0
+        pid = os.getpid()
+        if self._parallel_pid is None:
+            self._parallel_pid = pid
+        elif self._parallel_pid != pid:
+            return 0  # a forked child: the parent's OpenMP runtime is unusable here
+        chunk = self._k.CHUNK
+        return -(-n // (parts * chunk)) * chunk

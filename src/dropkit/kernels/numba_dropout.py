@@ -1,8 +1,9 @@
 """Fused CPU dropout kernels (numba): Philox keep decisions drawn inside the output loop.
 
-Each kernel runs on the calling thread over a flat element range (the backend splits large
-inputs across threads at multiples of ``CHUNK`` elements, passing each slice's counter
-base, so any split computes the same thing), in blocks of ``BLOCK`` Philox counters. A
+The serial kernels run on the calling thread over a flat element range; the parallel ones
+cut the range into parts of ``step`` elements (a multiple of ``CHUNK``) and run the parts
+under ``prange``. Every element's draw depends on its index alone, so any split computes
+the same thing. Inside a part, the kernels work in blocks of ``BLOCK`` Philox counters. A
 block runs the ten Philox4x32 rounds on arrays of counters (32x32->64 bit products in
 uint64, which LLVM turns into ``vpmuludq``), then one vectorised pass writes
 ``out[i] = x[i] * (w_keep if r_i >= thresh else w_drop)``. No mask is stored. Element ``i``
@@ -21,7 +22,7 @@ Paper: Salmon et al., "Parallel random numbers: as easy as 1, 2, 3" (SC 2011).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from dropkit.rng import (
     MASK32,
@@ -32,10 +33,11 @@ from dropkit.rng import (
     PHILOX_ROUNDS,
 )
 
-__all__ = ["BLOCK", "CHUNK", "keep_mask_serial", "scale_serial"]
+__all__ = ["BLOCK", "CHUNK", "keep_mask_parallel", "keep_mask_serial", "scale_parallel",
+           "scale_serial"]
 
 BLOCK = 128  # Philox counters per vector block (512 elements)
-CHUNK = 16 * 4 * BLOCK  # split granularity for threads: 8192 elements, a multiple of 4 * BLOCK
+CHUNK = 16 * 4 * BLOCK  # split granularity for parts: 8192 elements, a multiple of 4 * BLOCK
 
 _M = np.uint64(MASK32)
 _A = np.uint64(PHILOX_ROUND_A)
@@ -120,6 +122,30 @@ def scale_serial(
     _scale_range(x, out, 0, x.shape[0], ctr_base, key0, key1, thresh, w_keep, w_drop, bits)
 
 
+@njit(parallel=True, **_OPTS)
+def scale_parallel(
+    x: np.ndarray,
+    out: np.ndarray,
+    step: int,
+    key0: np.uint64,
+    key1: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.floating,
+    w_drop: np.floating,
+) -> None:
+    """``scale_serial`` from counter 0, in parts of ``step`` elements run in parallel.
+
+    ``step`` must be a positive multiple of ``CHUNK`` (so every part starts on a counter).
+    Each part calls the serial kernel on its slices, with its own scratch block.
+    """
+    n = x.shape[0]
+    for part in prange((n + step - 1) // step):
+        lo = part * step
+        hi = min(n, lo + step)
+        ctr = np.uint64(lo >> 2)
+        scale_serial(x[lo:hi], out[lo:hi], ctr, key0, key1, thresh, w_keep, w_drop)
+
+
 @njit(**_OPTS)
 def _keep_range(
     out: np.ndarray,
@@ -147,3 +173,16 @@ def keep_mask_serial(
     """``out[i] = r_i >= thresh`` for a flat bool array (True = kept), from ``ctr_base``."""
     bits = np.empty(_NB, np.uint32)
     _keep_range(out, 0, out.shape[0], ctr_base, key0, key1, thresh, bits)
+
+
+@njit(parallel=True, **_OPTS)
+def keep_mask_parallel(
+    out: np.ndarray, step: int, key0: np.uint64, key1: np.uint64, thresh: np.uint64
+) -> None:
+    """``keep_mask_serial`` from counter 0, in parts of ``step`` elements (a multiple of
+    ``CHUNK``) run in parallel."""
+    n = out.shape[0]
+    for part in prange((n + step - 1) // step):
+        lo = part * step
+        hi = min(n, lo + step)
+        keep_mask_serial(out[lo:hi], np.uint64(lo >> 2), key0, key1, thresh)
