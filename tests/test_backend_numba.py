@@ -108,6 +108,21 @@ def test_counter_high_word(ctr_base: int) -> None:
     assert not np.array_equal(mask, low)
 
 
+@pytest.mark.parametrize("w_keep, w_drop", [(1 / 0.7, 0.0), (1.0, 0.5), (3.4e38, -1e-40)])
+def test_bfloat16_kernel_every_bit_pattern(w_keep: float, w_drop: float) -> None:
+    """The fused bfloat16 kernel (raw bits, rounding by hand) on all 65536 bfloat16 values:
+    subnormals, infinities, both NaN signs, overflow to inf, exactly the reference's bits."""
+    x = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(torch.bfloat16)
+    thresh = rng.threshold(0.3)
+    ref, got = torch.empty_like(x), torch.empty_like(x)
+    REF.scale(x, ref, 2**63 + 3, thresh, w_keep, w_drop)
+    NB.scale(x, got, 2**63 + 3, thresh, w_keep, w_drop)
+    assert torch.equal(_bits(got), _bits(ref))
+    inplace = x.clone()
+    NB.scale(inplace, inplace, 2**63 + 3, thresh, w_keep, w_drop)
+    assert torch.equal(_bits(inplace), _bits(ref))
+
+
 def test_independent_of_split() -> None:
     """Any split at a multiple of 4 elements, with the counter base shifted, is the same call."""
     n, seed, thresh = 5 * K.CHUNK + 3, 2**64 - 3, rng.threshold(0.4)

@@ -13,9 +13,12 @@ small machine it starts in a few microseconds even while torch's own OpenMP work
 spin after a matrix product; a pool of Python helper threads measured up to 2x slower there
 (see docs/kernels.md).
 
-float32 and float64 run in the fused kernel directly (in place when ``out is x``).
-float16 and bfloat16 are widened to float32 by torch, scaled in place by the same kernel,
-and narrowed back by torch's rounding (exactly the reference's path, so bit-identical).
+float32 and float64 run in the fused kernel directly (in place when ``out is x``), and so
+does bfloat16: its kernel widens the raw bits exactly, multiplies in float32 and rounds to
+nearest even as torch's CPU conversion does (NaN becomes 0xFFFF, as there). float16
+(numba has no 16-bit float) is widened to float32 by torch, scaled in place by the float32
+kernel, and narrowed back by torch's rounding: exactly the reference's path, so
+bit-identical either way.
 numba is imported when the backend is first used, never at ``import dropkit``; compiled
 kernels are cached on disk (``cache=True``), so only the very first call on a machine pays
 the compile cost (see docs/kernels.md).
@@ -35,7 +38,6 @@ from dropkit import rng
 __all__ = ["NumbaBackend", "load"]
 
 _SERVED = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-_HALF = (torch.float16, torch.bfloat16)
 _MISSING = "numba is not installed; install it with `pip install dropkit[cpu]`"
 _ZERO = np.uint64(0)
 
@@ -84,6 +86,11 @@ def _flat(t: torch.Tensor) -> np.ndarray:
     return (t.detach() if t.requires_grad else t).numpy().reshape(-1)
 
 
+def _flat_bits(t: torch.Tensor) -> np.ndarray:
+    """The flat uint16 view of a contiguous bfloat16 CPU tensor's bits (shares memory)."""
+    return t.detach().view(torch.int16).numpy().reshape(-1).view(np.uint16)
+
+
 class NumbaBackend:
     """CPU float16/bfloat16/float32/float64: Philox drawn inside one fused parallel loop."""
 
@@ -127,7 +134,11 @@ class NumbaBackend:
         n = x.numel()
         if n == 0:
             return
-        if x.dtype in _HALF:
+        if x.dtype == torch.bfloat16:  # fused: the kernel widens and rounds the raw bits
+            xa = _flat_bits(x)
+            self._launch(xa, xa if out is x else _flat_bits(out), n, seed, thresh, w_keep, w_drop)
+            return
+        if x.dtype == torch.float16:
             wide = x.detach().float()
             wa = _flat(wide)
             self._launch(wa, wa, n, seed, thresh, w_keep, w_drop)
@@ -146,13 +157,17 @@ class NumbaBackend:
         w_keep: float,
         w_drop: float,
     ) -> None:
-        ftype = xa.dtype.type
+        k = self._k
+        if xa.dtype == np.uint16:  # bfloat16 bits: float32 weights, the bfloat16 kernels
+            ftype, parallel, serial = np.float32, k.scale_bf16_parallel, k.scale_bf16_serial
+        else:
+            ftype, parallel, serial = xa.dtype.type, k.scale_parallel, k.scale_serial
         args = (*_key(seed, thresh), ftype(w_keep), ftype(w_drop))
         step = self._step(n)
         if step:
-            self._k.scale_parallel(xa, oa, step, *args)
+            parallel(xa, oa, step, *args)
         else:
-            self._k.scale_serial(xa, oa, _ZERO, *args)
+            serial(xa, oa, _ZERO, *args)
 
     def _step(self, n: int) -> int:
         """Elements per parallel part (a multiple of the chunk), or 0 to run serially."""

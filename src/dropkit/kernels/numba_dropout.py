@@ -33,8 +33,16 @@ from dropkit.rng import (
     PHILOX_ROUNDS,
 )
 
-__all__ = ["BLOCK", "CHUNK", "keep_mask_parallel", "keep_mask_serial", "scale_parallel",
-           "scale_serial"]
+__all__ = [
+    "BLOCK",
+    "CHUNK",
+    "keep_mask_parallel",
+    "keep_mask_serial",
+    "scale_bf16_parallel",
+    "scale_bf16_serial",
+    "scale_parallel",
+    "scale_serial",
+]
 
 BLOCK = 128  # Philox counters per vector block (512 elements)
 CHUNK = 16 * 4 * BLOCK  # split granularity for parts: 8192 elements, a multiple of 4 * BLOCK
@@ -144,6 +152,93 @@ def scale_parallel(
         hi = min(n, lo + step)
         ctr = np.uint64(lo >> 2)
         scale_serial(x[lo:hi], out[lo:hi], ctr, key0, key1, thresh, w_keep, w_drop)
+
+
+# bfloat16, as raw uint16 bits (numba has no 16-bit float type). The widening is exact (the
+# 16 bits become the high half of a float32); the narrowing rounds to nearest even and maps
+# every NaN to 0xFFFF, as torch's CPU conversion does (its CUDA conversion gives 0x7FC0:
+# NaN bits differ between torch's own devices, and each backend matches torch on its own).
+# The float32 multiply between them is the one the reference performs, so the bits match.
+_U16 = np.uint32(16)
+_BF16_BIAS = np.uint32(0x7FFF)
+_BF16_NAN = np.uint16(0xFFFF)
+_ABS32 = np.uint32(0x7FFFFFFF)
+_INF32 = np.uint32(0x7F800000)
+_ONE32 = np.uint32(1)
+
+
+@njit(**_OPTS)
+def _scale_range_bf16(
+    x: np.ndarray,
+    out: np.ndarray,
+    lo: int,
+    hi: int,
+    ctr_base: np.uint64,
+    key0: np.uint64,
+    key1: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.float32,
+    w_drop: np.float32,
+    bits: np.ndarray,
+    wide: np.ndarray,
+) -> None:
+    """``out[lo:hi]`` from ``x[lo:hi]`` (bfloat16 bits as uint16); ``lo`` a multiple of 4."""
+    th = np.uint32(thresh)
+    wide_bits = wide.view(np.uint32)  # the same scratch block, as raw float32 bits
+    for start in range(lo, hi, _NB):
+        n = min(_NB, hi - start)
+        _philox_block(ctr_base + np.uint64(start >> 2), (n + 3) >> 2, key0, key1, bits)
+        for t in range(n):
+            wide_bits[t] = np.uint32(x[start + t]) << _U16
+        for t in range(n):
+            wide[t] = wide[t] * (w_keep if bits[t] >= th else w_drop)
+        for t in range(n):
+            b = wide_bits[t]
+            rounded = np.uint16((b + _BF16_BIAS + ((b >> _U16) & _ONE32)) >> _U16)
+            out[start + t] = _BF16_NAN if (b & _ABS32) > _INF32 else rounded
+
+
+@njit(**_OPTS)
+def scale_bf16_serial(
+    x: np.ndarray,
+    out: np.ndarray,
+    ctr_base: np.uint64,
+    key0: np.uint64,
+    key1: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.float32,
+    w_drop: np.float32,
+) -> None:
+    """``scale_serial`` for bfloat16 held as uint16 bits: widen, multiply in float32, round.
+
+    ``x`` and ``out`` are flat uint16 arrays (``out`` may be ``x``); the weights float32.
+    """
+    bits = np.empty(_NB, np.uint32)
+    wide = np.empty(_NB, np.float32)
+    _scale_range_bf16(
+        x, out, 0, x.shape[0], ctr_base, key0, key1, thresh, w_keep, w_drop, bits, wide
+    )
+
+
+@njit(parallel=True, **_OPTS)
+def scale_bf16_parallel(
+    x: np.ndarray,
+    out: np.ndarray,
+    step: int,
+    key0: np.uint64,
+    key1: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.float32,
+    w_drop: np.float32,
+) -> None:
+    """``scale_bf16_serial`` from counter 0, in parts of ``step`` elements (a multiple of
+    ``CHUNK``) run in parallel."""
+    n = x.shape[0]
+    for part in prange((n + step - 1) // step):
+        lo = part * step
+        hi = min(n, lo + step)
+        ctr = np.uint64(lo >> 2)
+        scale_bf16_serial(x[lo:hi], out[lo:hi], ctr, key0, key1, thresh, w_keep, w_drop)
 
 
 @njit(**_OPTS)
