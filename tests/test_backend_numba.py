@@ -158,7 +158,11 @@ def test_parallel_kernels_match_serial(parts: int) -> None:
     assert 0 < mask_par.sum() < n  # not vacuous
 
 
-def test_step_splits_by_threads_and_not_in_a_forked_child() -> None:
+def test_step_splits_by_threads_and_not_in_a_forked_child(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dropkit.backends import numba as backend_module
+
     backend = load()
     n = 10 * backend._min_part + 5
     before = torch.get_num_threads()
@@ -169,7 +173,8 @@ def test_step_splits_by_threads_and_not_in_a_forked_child() -> None:
         step = backend._step(n)
         assert step % K.CHUNK == 0 and 2 * step < n <= 3 * step
         assert backend._step(backend._min_part) == 0  # too small to split
-        backend._parallel_pid = -1  # as if the parallel pool started in a parent process
+        # as if the parallel pool had started in a parent process
+        monkeypatch.setattr(backend_module, "_parallel_pid", -1)
         assert backend._step(n) == 0  # a forked child runs serially
     finally:
         torch.set_num_threads(before)

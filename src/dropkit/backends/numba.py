@@ -43,6 +43,8 @@ _ZERO = np.uint64(0)
 
 
 _failed: list[ImportError] = []  # remembered, so a missing numba costs one import attempt
+# The process that started numba's parallel (OpenMP) pool: process-wide, like the pool.
+_parallel_pid: int | None = None
 
 
 _LAYER_VARS = ("NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY")
@@ -100,7 +102,6 @@ class NumbaBackend:
         self._k = kernels
         # Elements per part below which a parallel launch costs more than it saves.
         self._min_part = 4 * kernels.CHUNK
-        self._parallel_pid: int | None = None  # the process whose OpenMP pool we started
 
     def unavailable(self, x: torch.Tensor) -> str | None:
         if x.device.type != "cpu":
@@ -174,10 +175,11 @@ class NumbaBackend:
         parts = min(torch.get_num_threads(), n // self._min_part)
         if parts <= 1:
             return 0
+        global _parallel_pid
         pid = os.getpid()
-        if self._parallel_pid is None:
-            self._parallel_pid = pid
-        elif self._parallel_pid != pid:
+        if _parallel_pid is None:
+            _parallel_pid = pid
+        elif _parallel_pid != pid:
             return 0  # a forked child: the parent's OpenMP runtime is unusable here
         chunk = self._k.CHUNK
         return -(-n // (parts * chunk)) * chunk
