@@ -53,7 +53,6 @@ _B = np.uint64(PHILOX_ROUND_B)
 _KA = np.uint64(PHILOX_KEY_A)
 _KB = np.uint64(PHILOX_KEY_B)
 _S32 = np.uint64(32)
-_ONE = np.uint64(1)
 _NB = 4 * BLOCK
 assert BLOCK % 2 == 0, "two counter chains fill the block: an odd BLOCK would write past it"
 _OPTS = {"cache": True, "fastmath": False, "nogil": True, "error_model": "numpy"}
@@ -113,43 +112,6 @@ def _philox_block(
 
 
 @njit(**_OPTS)
-def _scale_range(
-    x: np.ndarray,
-    out: np.ndarray,
-    lo: int,
-    hi: int,
-    ctr_base: np.uint64,
-    key0: np.uint64,
-    key1: np.uint64,
-    thresh: np.uint64,
-    w_keep: np.floating,
-    w_drop: np.floating,
-    bits: np.ndarray,
-) -> None:
-    """``out[lo:hi]`` from ``x[lo:hi]``; ``lo`` is a multiple of 4.
-
-    In place (``out`` is ``x``) the pass reads and writes one array: LLVM's runtime overlap
-    check between two arrays fails for the very same array and would fall back to a scalar
-    loop (measured 3.4x slower at 2**20).
-    """
-    th = np.uint32(thresh)  # uint32 lanes: eight compares per AVX2 instruction
-    inplace = x.ctypes.data == out.ctypes.data
-    for start in range(lo, hi, _NB):
-        n = min(_NB, hi - start)
-        _philox_block(ctr_base + np.uint64(start >> 2), (n + 3) >> 2, key0, key1, bits)
-        # Index block slices from 0: with a provably non-negative index numba drops its
-        # negative-index wraparound, and LLVM vectorises the pass.
-        xs = x[start : start + n]
-        if inplace:
-            for t in range(n):
-                xs[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
-        else:
-            os = out[start : start + n]
-            for t in range(n):
-                os[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
-
-
-@njit(**_OPTS)
 def scale_serial(
     x: np.ndarray,
     out: np.ndarray,
@@ -164,9 +126,25 @@ def scale_serial(
 
     Element ``i`` uses counter ``ctr_base + (i >> 2)``. ``out`` may be ``x``.
     ``w_keep``/``w_drop`` must have ``x``'s dtype; the integers are ``np.uint64``.
+    In place the pass reads and writes one array: LLVM's runtime overlap check between two
+    arrays fails for the very same array and would fall back to a scalar loop.
     """
     bits = np.empty(_NB, np.uint32)
-    _scale_range(x, out, 0, x.shape[0], ctr_base, key0, key1, thresh, w_keep, w_drop, bits)
+    th = np.uint32(thresh)  # uint32 lanes: eight compares per AVX2 instruction
+    inplace = x.ctypes.data == out.ctypes.data
+    for start in range(0, x.shape[0], _NB):
+        n = min(_NB, x.shape[0] - start)
+        _philox_block(ctr_base + np.uint64(start >> 2), (n + 3) >> 2, key0, key1, bits)
+        # Index block slices from 0: with a provably non-negative index numba drops its
+        # negative-index wraparound, and LLVM vectorises the pass.
+        xs = x[start : start + n]
+        if inplace:
+            for t in range(n):
+                xs[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
+        else:
+            os = out[start : start + n]
+            for t in range(n):
+                os[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
 
 
 @njit(parallel=True, **_OPTS)
@@ -207,39 +185,6 @@ _ONE32 = np.uint32(1)
 
 
 @njit(**_OPTS)
-def _scale_range_bf16(
-    x: np.ndarray,
-    out: np.ndarray,
-    lo: int,
-    hi: int,
-    ctr_base: np.uint64,
-    key0: np.uint64,
-    key1: np.uint64,
-    thresh: np.uint64,
-    w_keep: np.float32,
-    w_drop: np.float32,
-    bits: np.ndarray,
-    wide: np.ndarray,
-) -> None:
-    """``out[lo:hi]`` from ``x[lo:hi]`` (bfloat16 bits as uint16); ``lo`` a multiple of 4."""
-    th = np.uint32(thresh)
-    wide_bits = wide.view(np.uint32)  # the same scratch block, as raw float32 bits
-    for start in range(lo, hi, _NB):
-        n = min(_NB, hi - start)
-        _philox_block(ctr_base + np.uint64(start >> 2), (n + 3) >> 2, key0, key1, bits)
-        xs = x[start : start + n]  # block slices indexed from 0 (see _scale_range)
-        for t in range(n):
-            wide_bits[t] = np.uint32(xs[t]) << _U16
-        for t in range(n):
-            wide[t] = wide[t] * (w_keep if bits[t] >= th else w_drop)
-        os = out[start : start + n]
-        for t in range(n):
-            b = wide_bits[t]
-            rounded = np.uint16((b + _BF16_BIAS + ((b >> _U16) & _ONE32)) >> _U16)
-            os[t] = _BF16_NAN if (b & _ABS32) > _INF32 else rounded
-
-
-@njit(**_OPTS)
 def scale_bf16_serial(
     x: np.ndarray,
     out: np.ndarray,
@@ -256,9 +201,21 @@ def scale_bf16_serial(
     """
     bits = np.empty(_NB, np.uint32)
     wide = np.empty(_NB, np.float32)
-    _scale_range_bf16(
-        x, out, 0, x.shape[0], ctr_base, key0, key1, thresh, w_keep, w_drop, bits, wide
-    )
+    wide_bits = wide.view(np.uint32)  # the same scratch block, as raw float32 bits
+    th = np.uint32(thresh)
+    for start in range(0, x.shape[0], _NB):
+        n = min(_NB, x.shape[0] - start)
+        _philox_block(ctr_base + np.uint64(start >> 2), (n + 3) >> 2, key0, key1, bits)
+        xs = x[start : start + n]  # block slices indexed from 0 (see scale_serial)
+        for t in range(n):
+            wide_bits[t] = np.uint32(xs[t]) << _U16
+        for t in range(n):
+            wide[t] = wide[t] * (w_keep if bits[t] >= th else w_drop)
+        os = out[start : start + n]
+        for t in range(n):
+            b = wide_bits[t]
+            rounded = np.uint16((b + _BF16_BIAS + ((b >> _U16) & _ONE32)) >> _U16)
+            os[t] = _BF16_NAN if (b & _ABS32) > _INF32 else rounded
 
 
 @njit(parallel=True, **_OPTS)
@@ -283,33 +240,18 @@ def scale_bf16_parallel(
 
 
 @njit(**_OPTS)
-def _keep_range(
-    out: np.ndarray,
-    lo: int,
-    hi: int,
-    ctr_base: np.uint64,
-    key0: np.uint64,
-    key1: np.uint64,
-    thresh: np.uint64,
-    bits: np.ndarray,
-) -> None:
-    """``out[lo:hi]`` keep decisions; ``lo`` is a multiple of 4."""
-    th = np.uint32(thresh)
-    for start in range(lo, hi, _NB):
-        m = min(_NB, hi - start)
-        _philox_block(ctr_base + np.uint64(start >> 2), (m + 3) >> 2, key0, key1, bits)
-        os = out[start : start + m]  # block slice indexed from 0 (see _scale_range)
-        for t in range(m):
-            os[t] = bits[t] >= th
-
-
-@njit(**_OPTS)
 def keep_mask_serial(
     out: np.ndarray, ctr_base: np.uint64, key0: np.uint64, key1: np.uint64, thresh: np.uint64
 ) -> None:
     """``out[i] = r_i >= thresh`` for a flat bool array (True = kept), from ``ctr_base``."""
     bits = np.empty(_NB, np.uint32)
-    _keep_range(out, 0, out.shape[0], ctr_base, key0, key1, thresh, bits)
+    th = np.uint32(thresh)
+    for start in range(0, out.shape[0], _NB):
+        m = min(_NB, out.shape[0] - start)
+        _philox_block(ctr_base + np.uint64(start >> 2), (m + 3) >> 2, key0, key1, bits)
+        os = out[start : start + m]  # block slice indexed from 0 (see scale_serial)
+        for t in range(m):
+            os[t] = bits[t] >= th
 
 
 @njit(parallel=True, **_OPTS)
