@@ -16,7 +16,6 @@ from torch.library import opcheck
 
 import dropkit
 import dropkit.functional as F
-from dropkit.backends import ops  # noqa: F401  (registers the dropkit:: ops)
 
 Step = tuple[torch.Tensor, list[torch.Tensor]]
 
@@ -128,8 +127,8 @@ FUNCTIONALS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "dropout1d": lambda x: F.dropout1d(x, 0.3),
     "dropout2d": lambda x: F.dropout2d(x.unsqueeze(-1), 0.3),
     "dropout3d_inplace": lambda x: F.dropout3d(x[..., None, None] * 1.0, 0.3, inplace=True),
-    "alpha_dropout": lambda x: F.alpha_dropout(x, 0.3),
-    "feature_alpha_dropout": lambda x: F.feature_alpha_dropout(x, 0.3),
+    "alpha_dropout": lambda x: F.alpha_dropout(x, 0.3, True),
+    "feature_alpha_dropout": lambda x: F.feature_alpha_dropout(x, 0.3, True),
     "two_on_one_input": lambda x: F.dropout(x, 0.5) - F.dropout(x, 0.5),
 }
 
@@ -168,26 +167,44 @@ def test_module_p_traced_as_symbolic_float() -> None:
 
 
 def _mask_affine_samples() -> list[tuple]:
+    """(x, seed, offset, [thresh, *mask_shape], [w_keep, w_drop, b_keep, b_drop], bias)."""
     gen = torch.Generator().manual_seed(0)
 
     def randn(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.randn(shape, generator=gen, dtype=dtype)
 
     s = torch.tensor(7)
+    rows = torch.tensor([3, -5, 2**40])  # per-row keys
     return [
-        (randn(3, 5).requires_grad_(), s, 1000, [3, 5], 1.5, 0.0, 0.0, 0.0),
-        (randn(3, 5, 2), torch.tensor(-3), 2**31, [3, 5, 1], 2.0, 0.0, 0.0, 0.0),
-        (randn(4, 6, dtype=torch.float64).requires_grad_(), s, 2**32 - 1, [4, 6],
-         0.7, 0.1, 0.3, -1.2),
-        (randn(6, 4).t(), s, 12345, [4, 6], 1.25, 0.0, 0.0, 0.0),
-        (randn(8, dtype=torch.bfloat16).requires_grad_(), s, 2**30, [8], 1.0, 0.0, 0.0, 0.0),
-        (randn(2, 3, 4).requires_grad_(), s, 2**29, [2, 3, 1], 0.9, 0.0, 0.2, -0.4),
+        (randn(3, 5).requires_grad_(), s, 0, [1000, 3, 5], [1.5, 0.0, 0.0, 0.0], True),
+        (randn(3, 5, 2), torch.tensor(-3), 0, [2**31, 3, 5, 1], [2.0, 0.0, 0.0, 0.0], True),
+        (randn(4, 6, dtype=torch.float64).requires_grad_(), s, 0, [2**32 - 1, 4, 6],
+         [0.7, 0.1, 0.3, -1.2], True),
+        (randn(6, 4).t(), s, 5, [12345, 4, 6], [1.25, 0.0, 0.0, 0.0], True),
+        (randn(8, dtype=torch.bfloat16).requires_grad_(), s, 0, [2**30, 8],
+         [1.0, 0.0, 0.0, 0.0], True),
+        (randn(2, 3, 4).requires_grad_(), s, 0, [2**29, 2, 3, 1], [0.9, 0.0, 0.2, -0.4], False),
+        (randn(3, 7).requires_grad_(), rows, 3, [2**31, 3, 7], [2.0, 0.0, 0.0, 0.0], True),
+        (randn(3, 4, 2).requires_grad_(), rows, 0, [2**31, 3, 4, 1], [2.0, 0.0, 0.5, 0.1], True),
     ]
 
 
 @pytest.mark.parametrize("sample", range(len(_mask_affine_samples())))
 def test_opcheck_mask_affine(sample: int) -> None:
     opcheck(torch.ops.dropkit.mask_affine.default, _mask_affine_samples()[sample])
+
+
+def test_opcheck_variant_ops() -> None:
+    """The other registered seeded ops: Gaussian, DropBlock and the logistic noise."""
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    s, rows = torch.tensor(11), torch.tensor([4, 9])
+    for seed in (s, rows):
+        opcheck(torch.ops.dropkit.gaussian_mul.default, (x, seed, 1, [], [0.5], True))
+        opcheck(torch.ops.dropkit.drop_block2d.default, (x, seed, 0, [2**28, 3], [], True))
+        opcheck(
+            torch.ops.dropkit.logistic_noise.default,
+            ([2, 5], seed, 0, [], [], torch.float32, torch.device("cpu")),
+        )
 
 
 def test_opcheck_draw_seed() -> None:

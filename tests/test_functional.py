@@ -251,8 +251,8 @@ def test_nothing_per_element_is_saved_for_backward():
         lambda x: F.dropout(x, 0.4, seed=3),
         lambda x: F.dropout(x, 0.4, scaling="classic", seed=3),
         lambda x: F.dropout2d(x, 0.4, seed=3),
-        lambda x: F.alpha_dropout(x, 0.4, seed=3),
-        lambda x: F.feature_alpha_dropout(x, 0.4, seed=3),
+        lambda x: F.alpha_dropout(x, 0.4, True, seed=3),
+        lambda x: F.feature_alpha_dropout(x, 0.4, True, seed=3),
         lambda x: F.dropout(x * 1.0, 0.4, inplace=True, seed=3),
     ],
 )
@@ -288,7 +288,7 @@ def test_inplace_matches_out_of_place_and_backpropagates():
 )
 def test_channel_dropout_drops_whole_channels(fn, shape):
     x = torch.rand(shape) + 1.0  # strictly positive, so no kept value is 0
-    y = fn(x, 0.5, seed=21)
+    y = fn(x, 0.5, True, seed=21)
     assert y.shape == x.shape
     flat = y.reshape(-1, math.prod(shape[-(len(shape) - (2 if len(shape) > 2 and
                                                               shape[0] == 8 else 1)):]))
@@ -325,7 +325,7 @@ def test_dropout2d_warnings_match_torch():
 
 def test_feature_dropout_needs_two_dims_like_torch():
     with pytest.raises(RuntimeError, match="at least 2 dimensions"):
-        F.feature_alpha_dropout(torch.ones(3), 0.5)
+        F.feature_alpha_dropout(torch.ones(3), 0.5, True)
     with pytest.raises(RuntimeError, match="at least 2 dimensions"), pytest.warns(UserWarning):
         F.dropout2d(torch.ones(3), 0.5)
 
@@ -336,7 +336,7 @@ def test_feature_dropout_needs_two_dims_like_torch():
 def test_alpha_dropout_constants_match_torch_formula():
     p, alpha = 0.3, 1.7580993408473766
     x = torch.randn(5000, dtype=torch.float64)
-    y = F.alpha_dropout(x, p, seed=12)
+    y = F.alpha_dropout(x, p, True, seed=12)
     keep = dropkit.keep_mask(x.shape, p, 12).double()
     a = 1.0 / math.sqrt((alpha**2 * p + 1) * (1 - p))
     b = (keep - 1) * alpha * a + alpha * a * p  # torch's Dropout.cpp, with our mask
@@ -345,7 +345,7 @@ def test_alpha_dropout_constants_match_torch_formula():
 
 def test_alpha_dropout_keeps_mean_and_variance():
     x = torch.randn(N, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    y = F.alpha_dropout(x, 0.2, seed=1)
+    y = F.alpha_dropout(x, 0.2, True, seed=1)
     # Mean of N draws with unit variance: sd 1/sqrt(N); variance estimate: sd ~ sqrt(2/N)
     # for near-Gaussian data; alpha-dropout output has a fatter tail, so allow sqrt(3/N).
     assert abs(float(y.mean())) < SIGMAS / math.sqrt(N)

@@ -10,6 +10,7 @@ from torch import nn
 
 import dropkit
 from dropkit import _mc_context
+from dropkit.keys import FoldError, derive_call_key, derive_row_keys
 from dropkit import functional as F
 from dropkit.mc import (
     brier_score,
@@ -66,22 +67,43 @@ def test_loop_fold_and_chunks_are_bit_identical() -> None:
     assert not torch.equal(mc_predict(model, x, samples=T, seed=124), full)
 
 
+def _u64(key: torch.Tensor) -> int:
+    return int(key) % 2**64
+
+
 def test_sample_masks_follow_the_key_derivation() -> None:
-    """Sample t of a lone Dropout is dropout(x, seed=derive(seed, t, call 0)), exactly."""
+    """Row b of sample t of a lone Dropout is dropout(x[b], seed=row key (seed, t, b, call 0))."""
     model, x, base = dropkit.nn.Dropout(0.5), torch.ones(4, 16), 2**63 + 5
     out = mc_predict(nn.Sequential(model), x, samples=5, seed=base)
-    keys = _mc_context.derive_seeds(base, range(5), call=0)
     for t in range(5):
-        assert torch.equal(out[t], F.dropout(x, 0.5, seed=keys[t]))
-    # A buggy fold (one key for the whole folded batch) would give a different sample 1.
-    wrong = F.dropout(torch.ones(20, 16), 0.5, seed=keys[0])[4:8]
+        keys = derive_row_keys(base, [t], batch=4, call=0)
+        for b in range(4):
+            assert torch.equal(out[t, b], F.dropout(x[b], 0.5, seed=_u64(keys[b])))
+    # A buggy fold (one key for a whole sample) would give a different sample 1.
+    wrong = F.dropout(x, 0.5, seed=_u64(derive_call_key(base, 1, 0)))
     assert not torch.equal(out[1], wrong)
-    # The second masked call of a forward gets call index 1 (not the first layer's mask).
+    # The second random call of a forward gets call index 1 (not the first layer's mask).
     two = mc_predict(nn.Sequential(model, model), x, samples=2, seed=base)
-    second = _mc_context.derive_seeds(base, range(2), call=1)
     for t in range(2):
-        assert torch.equal(two[t], F.dropout(F.dropout(x, 0.5, seed=keys[t]), 0.5, seed=second[t]))
-    assert not torch.equal(second[0], keys[0])
+        first, second = (derive_row_keys(base, [t], 4, c) for c in (0, 1))
+        for b in range(4):
+            want = F.dropout(F.dropout(x[b], 0.5, seed=_u64(first[b])), 0.5, seed=_u64(second[b]))
+            assert torch.equal(two[t, b], want)
+        assert not torch.equal(first, second)
+
+
+def test_weight_masks_take_the_call_key_one_sample_per_forward() -> None:
+    """DropConnect's weight mask has no sample axis: sample t uses derive_call_key(seed, t, c)."""
+    torch.manual_seed(0)
+    layer = dropkit.nn.DropConnect(nn.Linear(6, 3), p=0.5)
+    x = torch.randn(4, 6)
+    out = mc_predict(layer, x, samples=3, seed=77)  # chunk=None falls back to one per forward
+    for t in range(3):
+        want = F.drop_connect(x, layer.linear.weight, layer.linear.bias, 0.5,
+                              seed=_u64(derive_call_key(77, t, 0)))
+        assert torch.equal(out[t], want)
+    with pytest.raises(FoldError, match="not per sample"):
+        mc_predict(layer, x, samples=3, seed=77, chunk=3)
 
 
 def test_mc_predict_leaves_model_and_global_rng_alone() -> None:
@@ -167,7 +189,7 @@ def test_bad_arguments() -> None:
 
 @pytest.mark.parametrize("inplace", [False, True])
 def test_folded_masks_keep_autograd_correct(inplace: bool) -> None:
-    """The per-sample cut in apply_mask_affine stays differentiable (grad = mask * scale)."""
+    """Per-row MC keys stay differentiable (grad = mask * scale), in place too."""
     x = torch.randn(6, 5, requires_grad=True)
     with _mc_context.folding(seed=9, samples=[0, 1, 2], batch=2):
         y = F.dropout(x * 1.0, 0.5, inplace=inplace)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dropkit import rng
-from dropkit._variants import noise
+from dropkit.layers import noise
 from dropkit.functional import gaussian_dropout
 from dropkit.nn import GaussianDropout
 

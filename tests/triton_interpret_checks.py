@@ -149,7 +149,7 @@ def check_functional() -> None:
         (lambda t: dropkit.functional.dropout(t, 0.3, seed=2**63 + 1), (7, 301)),
         (lambda t: dropkit.functional.dropout(t, 0.3, scaling="classic", seed=9), (5, 3)),
         (lambda t: dropkit.functional.dropout2d(t, 0.5, seed=4), (3, 5, 4, 4)),
-        (lambda t: dropkit.functional.alpha_dropout(t, 0.2, seed=11), (9, 10)),
+        (lambda t: dropkit.functional.alpha_dropout(t, 0.2, True, seed=11), (9, 10)),
         (lambda t: dropkit.functional.dropout(t.t(), 0.6, seed=8), (33, 17)),  # non-contiguous
     ]
     for k, (fn, shape) in enumerate(cases):

@@ -6,22 +6,27 @@ autograd without a stored mask, and drop-in ``torch.nn`` twins.
 
 from __future__ import annotations
 
-from dropkit import functional, mc, modes, nn, schedules
+from dropkit import errors, functional, keys, layers, mc, modes, nn, schedules
 from dropkit.backends import available_backends, get_backend, set_backend, use_backend
+from dropkit.errors import DtypeError
 from dropkit.mask import keep_mask
 from dropkit.modes import active_dropout, convert, guard, mc_mode
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DtypeError",
     "__version__",
     "active_dropout",
     "available_backends",
     "convert",
+    "errors",
     "functional",
     "get_backend",
     "guard",
     "keep_mask",
+    "keys",
+    "layers",
     "mc",
     "mc_mode",
     "modes",

@@ -6,12 +6,18 @@ import numbers
 
 import torch
 
-from dropkit.backends.ops import fresh_seed
+from dropkit.errors import DtypeError
 
-__all__ = ["SCALINGS", "check_input", "check_p", "check_scaling", "seed_tensor"]
+__all__ = [
+    "SCALINGS",
+    "check_dtype",
+    "check_input",
+    "check_p",
+    "check_scaling",
+    "check_training",
+]
 
 SCALINGS = ("inverted", "classic")
-_UINT64 = 1 << 64
 
 
 def check_p(p: object, what: str = "dropout probability") -> float:
@@ -40,15 +46,24 @@ def check_scaling(scaling: object) -> str:
     return scaling  # type: ignore[return-value]
 
 
+def check_training(training: object, name: str) -> bool:
+    """``training`` if it is a bool, else torch's TypeError (torch accepts nothing else)."""
+    if not isinstance(training, bool):
+        raise TypeError(
+            f"{name}(): argument 'training' must be bool, not {type(training).__name__} "
+            f"({training!r}); modules pass self.training"
+        )
+    return training
+
+
 def check_input(input: object, inplace: bool, name: str) -> torch.Tensor:
-    """A floating-point tensor, and not a leaf that requires grad when ``inplace``."""
+    """A tensor, and not a leaf that requires grad when ``inplace`` (any dtype: see below).
+
+    The dtype is checked by :func:`check_dtype` once a call is known to drop units: torch
+    returns integer, bool and complex inputs untouched when nothing is dropped.
+    """
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"{name} expects a torch.Tensor, but got {type(input).__name__}")
-    if not input.is_floating_point():
-        raise TypeError(
-            f"{name} needs a floating-point tensor, but got dtype {input.dtype}; "
-            "convert it first, e.g. input.float()"
-        )
     if inplace and input.requires_grad and input.is_leaf and torch.is_grad_enabled():
         raise RuntimeError(
             f"{name}(inplace=True) cannot modify a leaf tensor that requires grad; "
@@ -57,30 +72,11 @@ def check_input(input: object, inplace: bool, name: str) -> torch.Tensor:
     return input
 
 
-def seed_tensor(seed: object, generator: object) -> torch.Tensor:
-    """The call's 64-bit seed as a 0-d int64 CPU tensor (two's complement for >= 2**63).
-
-    ``seed`` given: that seed. Else a fresh one from ``generator``, or from torch's default
-    CPU generator through the opaque ``dropkit::draw_seed`` op (so torch.manual_seed,
-    checkpoint replay and torch.compile all see the same draw).
-    """
-    if seed is not None:
-        if generator is not None:
-            raise ValueError("pass either seed or generator, not both")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            if isinstance(seed, torch.Tensor) and seed.dim() == 0 and not seed.is_floating_point():
-                return seed.to(device="cpu", dtype=torch.int64)
-            raise TypeError(f"seed must be an int, but got {type(seed).__name__} {seed!r}")
-        value = int(seed)
-        if not 0 <= value < _UINT64:
-            raise ValueError(f"seed must be in [0, 2**64), but got {value}")
-        return torch.tensor(value - _UINT64 if value >= 1 << 63 else value, dtype=torch.int64)
-    if generator is None:
-        return fresh_seed()
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator must be a torch.Generator, but got {type(generator).__name__}"
+def check_dtype(input: torch.Tensor, name: str) -> torch.Tensor:
+    """A floating-point tensor, else :class:`dropkit.errors.DtypeError` (torch's error types)."""
+    if not input.is_floating_point():
+        raise DtypeError(
+            f"{name} needs a floating-point tensor to drop units of, but got dtype "
+            f"{input.dtype}; convert it first, e.g. input.float()"
         )
-    return torch.empty((), dtype=torch.int64, device=generator.device).random_(
-        generator=generator
-    ).cpu()
+    return input

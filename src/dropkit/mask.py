@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import torch
 
 from dropkit import rng
-from dropkit._checks import check_p, seed_tensor
+from dropkit._checks import check_p
+from dropkit.keys import scalar_seed
 from dropkit.backends import resolve
 
 __all__ = ["keep_mask"]
@@ -45,7 +46,7 @@ def keep_mask(
     p = check_p(p)
     if seed is None:
         raise TypeError("keep_mask needs an explicit int seed")
-    key = int(seed_tensor(seed, None))
+    key = int(scalar_seed(seed, None))
     shape = tuple(int(s) for s in shape)
     dev = torch.device("cpu" if device is None else device)
     if p == 1.0:

@@ -12,6 +12,10 @@ a GPU kernel reproduces it bit for bit. This module holds the one readable refer
 implementation (plain torch integer ops, every intermediate < 2**63, so nothing relies on
 integer overflow). It is the oracle that every faster backend must match.
 
+A call may also carry **per-row keys** (one 64-bit key per row of dim 0 of the masked
+shape) and an **offset** added to every element index: see :func:`row_bits` and the "Keys"
+section of docs/mask-spec.md.
+
 Papers: Salmon et al., "Parallel random numbers: as easy as 1, 2, 3" (SC 2011).
 """
 
@@ -31,6 +35,7 @@ __all__ = [
     "keep_bits",
     "philox4x32",
     "random_bits",
+    "row_bits",
     "seed_key",
     "threshold",
 ]
@@ -125,3 +130,36 @@ def keep_bits(
 ) -> torch.Tensor:
     """The reference keep decisions for ``thresh = threshold(p)``: bool ``[numel]``, True = kept."""
     return random_bits(numel, seed, device, start) >= thresh
+
+
+def row_bits(
+    keys: torch.Tensor, row_len: int, start: int = 0, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """The uint32 draws (as int64) of ``[rows, row_len]`` elements, row ``r`` keyed by ``keys[r]``.
+
+    Element ``j`` of row ``r`` is element ``start + j`` of the stream keyed by ``keys[r]``
+    (a 64-bit key stored as two's complement in an int64 tensor ``[rows]``): exactly
+    ``random_bits(row_len, keys[r], start=start)``, for all rows at once.
+
+    Shape: ``keys`` ``[R]``; output ``[R, row_len]``.
+
+    Example:
+        >>> import torch
+        >>> k = torch.tensor([5, -1])
+        >>> b = row_bits(k, 6, start=3)
+        >>> torch.equal(b[1], random_bits(6, 2**64 - 1, start=3))
+        True
+    """
+    keys = keys.to(device=device, dtype=torch.int64).reshape(-1, 1)  # [R, 1]
+    rows = keys.shape[0]
+    if rows == 0 or row_len == 0:
+        return torch.empty(rows, row_len, dtype=torch.int64, device=keys.device)
+    k0, k1 = keys & MASK32, (keys >> 32) & MASK32
+    first, last = start >> 2, (start + row_len - 1) >> 2
+    counter = torch.arange(first, last + 1, dtype=torch.int64, device=keys.device)  # [G]
+    counter = counter.expand(rows, -1)  # [R, G]
+    zero = torch.zeros_like(counter)
+    lanes = philox4x32(counter & MASK32, counter >> 32, zero, zero, k0, k1)  # type: ignore[arg-type]
+    bits = torch.stack(lanes, dim=2).reshape(rows, -1)  # [R, 4G], element order
+    offset = start - (first << 2)
+    return bits[:, offset : offset + row_len]

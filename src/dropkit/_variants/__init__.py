@@ -1,7 +1,7 @@
-"""The dropout family beyond plain dropout, one concept per file.
+"""Aliases of dropkit 0.1.0's private module paths, kept so that old checkpoints load.
 
-Functions here are re-exported from :mod:`dropkit.functional` and modules (the ``nn_*``
-files) from :mod:`dropkit.nn`; those are the public names. Every random decision comes from
-the mask spec's Philox stream (``dropkit.rng``), served by the current backend where it is a
-keep mask, and every function takes ``seed=`` / ``generator=`` like :func:`dropout`.
+``torch.save(model)`` pickles each class by its module path. In 0.1.0 some classes lived
+here (``dropkit._variants.nn_noise``, ``nn_structured``, ``nn_wrappers``); those modules now
+only re-export the classes from their public homes in :mod:`dropkit.layers`. The library
+never imports this package.
 """

@@ -83,6 +83,13 @@ def _key(seed: int, thresh: int) -> tuple[np.uint64, np.uint64, np.uint64]:
     return np.uint64(k0), np.uint64(k1), np.uint64(thresh)
 
 
+def _row_keys(seed: torch.Tensor, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """The Philox key halves ``(lo32, hi32)`` of each row, as uint64 arrays ``[rows]``."""
+    flat = seed.reshape(-1).expand(rows) if seed.dim() == 0 else seed.reshape(-1)
+    keys = flat.contiguous().numpy().view(np.uint64)
+    return keys & np.uint64(rng.MASK32), keys >> np.uint64(32)
+
+
 def _flat(t: torch.Tensor) -> np.ndarray:
     """The flat numpy view of a contiguous CPU tensor (shares memory)."""
     return (t.detach() if t.requires_grad else t).numpy().reshape(-1)
@@ -147,6 +154,79 @@ class NumbaBackend:
             return
         xa = _flat(x)
         self._launch(xa, xa if out is x else _flat(out), n, seed, thresh, w_keep, w_drop)
+
+    # Keyed primitives (dropkit.backends.keyed): per-row keys and any offset.
+    def keep_mask_keys(
+        self,
+        seed: torch.Tensor,
+        offset: int,
+        rows: int,
+        row_len: int,
+        thresh: int,
+        device: torch.device,
+    ) -> torch.Tensor:
+        out = torch.empty(rows * row_len, dtype=torch.bool, device=device)
+        if rows * row_len:
+            keys0, keys1 = _row_keys(seed, rows)
+            self._k.keep_mask_rows(
+                out.numpy(), row_len, keys0, keys1, np.uint64(offset), np.uint64(thresh)
+            )
+        return out
+
+    def bits_keys(
+        self, seed: torch.Tensor, offset: int, rows: int, row_len: int, device: torch.device
+    ) -> torch.Tensor:
+        out = np.empty(rows * row_len, dtype=np.uint32)
+        if rows * row_len:
+            keys0, keys1 = _row_keys(seed, rows)
+            self._k.bits_rows(out, row_len, keys0, keys1, np.uint64(offset))
+        return torch.from_numpy(out.astype(np.float64))  # exact: every uint32 fits
+
+    def scale_keys(
+        self,
+        x: torch.Tensor,
+        out: torch.Tensor,
+        seed: torch.Tensor,
+        offset: int,
+        rows: int,
+        row_len: int,
+        thresh: int,
+        w_keep: float,
+        w_drop: float,
+    ) -> None:
+        n = x.numel()
+        if n == 0:
+            return
+        keys0, keys1 = _row_keys(seed, rows)
+        if x.dtype in (torch.float16, torch.bfloat16):
+            # Widen exactly, scale in float32, narrow with torch's rounding: the
+            # reference's own path, so bit-identical (NaN bits included).
+            wide = x.detach().float()
+            wa = _flat(wide)
+            self._rows(wa, wa, row_len, keys0, keys1, offset, thresh, w_keep, w_drop)
+            out.detach().copy_(wide)
+            return
+        xa = _flat(x)
+        oa = xa if out is x else _flat(out)
+        self._rows(xa, oa, row_len, keys0, keys1, offset, thresh, w_keep, w_drop)
+
+    def _rows(
+        self,
+        xa: np.ndarray,
+        oa: np.ndarray,
+        row_len: int,
+        keys0: np.ndarray,
+        keys1: np.ndarray,
+        offset: int,
+        thresh: int,
+        w_keep: float,
+        w_drop: float,
+    ) -> None:
+        ftype = xa.dtype.type
+        args = (np.uint64(offset), np.uint64(thresh), ftype(w_keep), ftype(w_drop))
+        parallel = self._step(xa.shape[0]) and keys0.shape[0] > 1
+        kernel = self._k.scale_rows_parallel if parallel else self._k.scale_rows_serial
+        kernel(xa, oa, row_len, keys0, keys1, *args)
 
     def _launch(
         self,

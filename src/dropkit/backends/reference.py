@@ -13,6 +13,11 @@ from dropkit.backends.base import opmath_dtype
 __all__ = ["ReferenceBackend"]
 
 
+def _row_keys(seed: torch.Tensor, rows: int) -> torch.Tensor:
+    """``[rows]`` int64 keys: a scalar seed serves its single row."""
+    return seed.reshape(-1) if seed.dim() else seed.reshape(1).expand(rows)
+
+
 class ReferenceBackend:
     """Serves every floating dtype on every device, from ``dropkit.rng`` directly."""
 
@@ -36,6 +41,46 @@ class ReferenceBackend:
         w_drop: float,
     ) -> None:
         keep = self.keep_mask(x.numel(), seed, thresh, x.device).view(x.shape)
+        self._select(x, out, keep, w_keep, w_drop)
+
+    # Keyed primitives (dropkit.backends.keyed): per-row keys and offsets.
+    def bits_keys(
+        self, seed: torch.Tensor, offset: int, rows: int, row_len: int, device: torch.device
+    ) -> torch.Tensor:
+        keys = _row_keys(seed, rows)
+        return rng.row_bits(keys, row_len, offset, device).reshape(-1).to(torch.float64)
+
+    def keep_mask_keys(
+        self,
+        seed: torch.Tensor,
+        offset: int,
+        rows: int,
+        row_len: int,
+        thresh: int,
+        device: torch.device,
+    ) -> torch.Tensor:
+        keys = _row_keys(seed, rows)
+        return (rng.row_bits(keys, row_len, offset, device) >= thresh).reshape(-1)
+
+    def scale_keys(
+        self,
+        x: torch.Tensor,
+        out: torch.Tensor,
+        seed: torch.Tensor,
+        offset: int,
+        rows: int,
+        row_len: int,
+        thresh: int,
+        w_keep: float,
+        w_drop: float,
+    ) -> None:
+        keep = self.keep_mask_keys(seed, offset, rows, row_len, thresh, x.device)
+        self._select(x, out, keep.view(x.shape), w_keep, w_drop)
+
+    @staticmethod
+    def _select(
+        x: torch.Tensor, out: torch.Tensor, keep: torch.Tensor, w_keep: float, w_drop: float
+    ) -> None:
         dtype = opmath_dtype(x.dtype)
         weight = torch.where(
             keep,

@@ -36,11 +36,18 @@ from dropkit.rng import (
 __all__ = [
     "BLOCK",
     "CHUNK",
+    "bits_at",
+    "bits_rows",
+    "keep_mask_at",
     "keep_mask_parallel",
+    "keep_mask_rows",
     "keep_mask_serial",
     "scale_bf16_parallel",
+    "scale_at",
     "scale_bf16_serial",
     "scale_parallel",
+    "scale_rows_parallel",
+    "scale_rows_serial",
     "scale_serial",
 ]
 
@@ -265,3 +272,139 @@ def keep_mask_parallel(
         lo = part * step
         hi = min(n, lo + step)
         keep_mask_serial(out[lo:hi], np.uint64(lo >> 2), key0, key1, thresh)
+
+
+# ---------------------------------------------------------------- keyed kernels
+# The kernels above start on a Philox counter boundary with one key. The ``*_at`` kernels
+# start at any element index ``start`` of the stream (a misaligned head of up to three
+# elements reads lanes ``start & 3 ..`` of one counter, the rest runs the aligned kernel),
+# and the ``*_rows`` kernels give each row of a ``[rows, row_len]`` array its own key
+# (``keys0[r]``, ``keys1[r]``): element ``j`` of row ``r`` is element ``start + j`` of the
+# stream keyed by row ``r``'s key (docs/mask-spec.md, "Keys").
+
+
+@njit(**_OPTS)
+def scale_at(
+    x: np.ndarray,
+    out: np.ndarray,
+    start: np.uint64,
+    key0: np.uint64,
+    key1: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.floating,
+    w_drop: np.floating,
+) -> None:
+    """``scale_serial`` for stream elements ``start .. start + n - 1`` (any ``start``)."""
+    n = x.shape[0]
+    lead = np.int64(start & np.uint64(3))
+    h = 0
+    if lead:
+        bits = np.empty(8, np.uint32)  # one counter (two chains: 8 lanes written)
+        _philox_block(start >> np.uint64(2), 1, key0, key1, bits)
+        h = min(4 - lead, n)
+        th = np.uint32(thresh)
+        for t in range(h):
+            out[t] = x[t] * (w_keep if bits[lead + t] >= th else w_drop)
+    if n > h:
+        ctr = (start + np.uint64(h)) >> np.uint64(2)
+        scale_serial(x[h:], out[h:], ctr, key0, key1, thresh, w_keep, w_drop)
+
+
+@njit(**_OPTS)
+def keep_mask_at(
+    out: np.ndarray, start: np.uint64, key0: np.uint64, key1: np.uint64, thresh: np.uint64
+) -> None:
+    """``keep_mask_serial`` for stream elements ``start .. start + n - 1`` (any ``start``)."""
+    n = out.shape[0]
+    lead = np.int64(start & np.uint64(3))
+    h = 0
+    if lead:
+        bits = np.empty(8, np.uint32)
+        _philox_block(start >> np.uint64(2), 1, key0, key1, bits)
+        h = min(4 - lead, n)
+        th = np.uint32(thresh)
+        for t in range(h):
+            out[t] = bits[lead + t] >= th
+    if n > h:
+        keep_mask_serial(out[h:], (start + np.uint64(h)) >> np.uint64(2), key0, key1, thresh)
+
+
+@njit(**_OPTS)
+def bits_at(out: np.ndarray, start: np.uint64, key0: np.uint64, key1: np.uint64) -> None:
+    """The raw uint32 draws of stream elements ``start .. start + n - 1`` into ``out``."""
+    n = out.shape[0]
+    bits = np.empty(_NB, np.uint32)
+    first = start >> np.uint64(2)  # the counter of element ``start``
+    lead = np.int64(start - (first << np.uint64(2)))  # lanes of that counter before ``start``
+    total = lead + n  # lanes from the start of counter ``first``
+    for block in range(0, total, _NB):
+        m = min(_NB, total - block)
+        _philox_block(first + np.uint64(block >> 2), (m + 3) >> 2, key0, key1, bits)
+        lo = max(block, lead)  # first lane of this block that belongs to ``out``
+        os = out[lo - lead : block + m - lead]
+        for t in range(block + m - lo):
+            os[t] = bits[lo - block + t]
+
+
+@njit(**_OPTS)
+def scale_rows_serial(
+    x: np.ndarray,
+    out: np.ndarray,
+    row_len: int,
+    keys0: np.ndarray,
+    keys1: np.ndarray,
+    start: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.floating,
+    w_drop: np.floating,
+) -> None:
+    """``scale_at`` on each row of flat ``[rows * row_len]`` arrays, row ``r`` keyed by
+    ``(keys0[r], keys1[r])``."""
+    for r in range(keys0.shape[0]):
+        lo = r * row_len
+        hi = lo + row_len
+        scale_at(x[lo:hi], out[lo:hi], start, keys0[r], keys1[r], thresh, w_keep, w_drop)
+
+
+@njit(parallel=True, **_OPTS)
+def scale_rows_parallel(
+    x: np.ndarray,
+    out: np.ndarray,
+    row_len: int,
+    keys0: np.ndarray,
+    keys1: np.ndarray,
+    start: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.floating,
+    w_drop: np.floating,
+) -> None:
+    """``scale_rows_serial`` with the rows run in parallel."""
+    for r in prange(keys0.shape[0]):
+        lo = r * row_len
+        hi = lo + row_len
+        scale_at(x[lo:hi], out[lo:hi], start, keys0[r], keys1[r], thresh, w_keep, w_drop)
+
+
+@njit(**_OPTS)
+def keep_mask_rows(
+    out: np.ndarray,
+    row_len: int,
+    keys0: np.ndarray,
+    keys1: np.ndarray,
+    start: np.uint64,
+    thresh: np.uint64,
+) -> None:
+    """``keep_mask_at`` on each row of a flat ``[rows * row_len]`` bool array."""
+    for r in range(keys0.shape[0]):
+        lo = r * row_len
+        keep_mask_at(out[lo : lo + row_len], start, keys0[r], keys1[r], thresh)
+
+
+@njit(**_OPTS)
+def bits_rows(
+    out: np.ndarray, row_len: int, keys0: np.ndarray, keys1: np.ndarray, start: np.uint64
+) -> None:
+    """``bits_at`` on each row of a flat ``[rows * row_len]`` uint32 array."""
+    for r in range(keys0.shape[0]):
+        lo = r * row_len
+        bits_at(out[lo : lo + row_len], start, keys0[r], keys1[r])

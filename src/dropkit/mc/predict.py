@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from dropkit import _mc_context
-from dropkit._checks import seed_tensor
+from dropkit.keys import FoldError, scalar_seed
 from dropkit.modes import dropout_layers, mc_mode
 
 __all__ = ["mc_predict"]
@@ -63,7 +63,7 @@ def _forward(model: nn.Module, x: torch.Tensor, seed: int, ts: list[int]) -> tor
     if k == 1:
         return out.unsqueeze(0)
     if out.dim() == 0 or out.shape[0] != k * rows:
-        raise _mc_context.FoldError(
+        raise FoldError(
             f"the model maps {k * rows} folded rows to output shape {tuple(out.shape)}"
         )
     return out.reshape(k, rows, *out.shape[1:])
@@ -140,7 +140,7 @@ def mc_predict(
             raise ValueError(f"chunk must be None or a positive int, but got {chunk!r}")
         chunk = min(int(chunk), samples)
     _check_model(model)
-    base = int(seed_tensor(seed, None)) % (1 << 64)
+    base = int(scalar_seed(seed, None)) % (1 << 64)
     with mc_mode(model), torch.no_grad(), torch.random.fork_rng(devices=[]):
         if chunk is not None:
             return _run(model, x, base, samples, chunk)
@@ -148,7 +148,7 @@ def mc_predict(
         while True:
             try:
                 return _run(model, x, base, samples, size)
-            except _mc_context.FoldError:
+            except FoldError:
                 if size == 1:
                     raise
                 size = 1

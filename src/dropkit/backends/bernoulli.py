@@ -1,0 +1,103 @@
+"""The Bernoulli mask op ``dropkit::mask_affine``: the op under every keep/drop variant.
+
+``y = x * w + b`` with ``(w, b) = (w_keep, b_keep)`` where the spec's mask keeps and
+``(w_drop, b_drop)`` where it drops. The mask has ``mask_shape`` (``x.shape`` with some
+dimensions set to 1, broadcast along them) and follows docs/mask-spec.md for any keys
+(scalar or per-row, any offset). When the mask has ``x``'s shape and there is no bias, the
+backend draws and scales in one pass (no mask in memory). Registered through
+:class:`dropkit.backends.seeded.SeededMultiply`: backward regenerates the mask from the
+keys, and nothing per element is saved.
+
+Its parameters travel as ``ints = [thresh, *mask_shape]`` and
+``floats = [w_keep, w_drop, b_keep, b_drop]``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from dropkit.backends import keyed
+from dropkit.backends.seeded import SeededMultiply
+
+__all__ = ["MASK_AFFINE", "mask_affine"]
+
+
+def _multiplier(
+    shape: tuple[int, ...],
+    seed: torch.Tensor,
+    offset: int,
+    ints: Sequence[int],
+    floats: Sequence[float],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    thresh, mask_shape = int(ints[0]), [int(s) for s in ints[1:]]
+    w_keep, w_drop, b_keep, b_drop = floats
+    keep = keyed.keep_mask(seed, offset, math.prod(mask_shape), thresh, device)
+    keep = keep.view(mask_shape)
+
+    def select(a: float, b: float) -> torch.Tensor:
+        return torch.where(
+            keep, torch.tensor(a, dtype=dtype, device=device), torch.tensor(b, dtype=dtype, device=device)
+        )
+
+    bias = select(b_keep, b_drop) if (b_keep != 0.0 or b_drop != 0.0) else None
+    return select(w_keep, w_drop), bias
+
+
+def _fused(
+    x: torch.Tensor,
+    out: torch.Tensor | None,
+    seed: torch.Tensor,
+    offset: int,
+    ints: Sequence[int],
+    floats: Sequence[float],
+    bias: bool,
+) -> torch.Tensor | None:
+    """One backend pass when the mask is per element and there is no bias; else None."""
+    w_keep, w_drop, b_keep, b_drop = floats
+    if bias and (b_keep != 0.0 or b_drop != 0.0):
+        return None
+    if len(ints) - 1 != x.dim() or any(int(m) != s for m, s in zip(ints[1:], x.shape, strict=True)):
+        return None
+    thresh = int(ints[0])
+    if x.is_contiguous():
+        target = torch.empty_like(x) if out is None else x
+        keyed.scale(x, target, seed, offset, thresh, w_keep, w_drop)
+        return target
+    xc = x.contiguous()  # logical order: element i of the spec is xc.view(-1)[i]
+    res = torch.empty_like(xc)
+    keyed.scale(xc, res, seed, offset, thresh, w_keep, w_drop)
+    return (torch.empty_like(x) if out is None else out).copy_(res)
+
+
+MASK_AFFINE = SeededMultiply("mask_affine", _multiplier, _fused)
+
+
+def mask_affine(
+    x: torch.Tensor,
+    seed: torch.Tensor,
+    offset: int,
+    thresh: int,
+    mask_shape: Sequence[int],
+    w_keep: float,
+    w_drop: float = 0.0,
+    b_keep: float = 0.0,
+    b_drop: float = 0.0,
+    *,
+    inplace: bool = False,
+) -> torch.Tensor:
+    """Apply the masked affine map with the call's keys ``(seed, offset)``.
+
+    Example:
+        >>> import torch
+        >>> y = mask_affine(torch.ones(8), torch.tensor(0), 0, 2**31, [8], 2.0)
+        >>> sorted(set(y.tolist())) == [0.0, 2.0]
+        True
+    """
+    ints = [thresh, *mask_shape]
+    floats = [w_keep, w_drop, b_keep, b_drop]
+    return MASK_AFFINE.apply(x, seed, offset, ints, floats, inplace=inplace)

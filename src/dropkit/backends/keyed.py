@@ -1,0 +1,78 @@
+"""The backend primitives for any :class:`dropkit.keys.Keys`: scalar or per-row, any offset.
+
+A call with one scalar key and offset 0 (the common case) goes to the backend's own
+``keep_mask`` / ``scale``. Other keys go to the backend's keyed primitives
+(``keep_mask_keys``, ``scale_keys``, ``bits_keys``) when it has them, else to the
+reference backend's: every backend computes the same function, so that never changes a bit.
+The arrays are viewed as ``[rows, row_len]``: ``rows`` is the number of per-row keys (1 for
+a scalar key), and element ``j`` of row ``r`` is element ``offset + j`` of row ``r``'s stream.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dropkit.backends import resolve
+from dropkit.backends.base import Backend
+from dropkit.backends.reference import ReferenceBackend
+
+__all__ = ["bits", "keep_mask", "rows_of", "scale"]
+
+_REFERENCE = ReferenceBackend()
+
+
+def rows_of(seed: torch.Tensor, numel: int) -> tuple[int, int]:
+    """``(rows, row_len)`` of a call over ``numel`` elements keyed by ``seed``."""
+    if seed.dim() == 0:
+        return 1, numel
+    rows = seed.shape[0]
+    if rows == 0 or numel % rows:
+        raise RuntimeError(
+            f"{rows} per-row keys cannot key a mask of {numel} elements (not a multiple)"
+        )
+    return rows, numel // rows
+
+
+def _simple(seed: torch.Tensor, offset: int) -> bool:
+    return seed.dim() == 0 and offset == 0
+
+
+def _keyed(backend: Backend, name: str) -> object:
+    method = getattr(backend, name, None)
+    return method if method is not None else getattr(_REFERENCE, name)
+
+
+def keep_mask(
+    seed: torch.Tensor, offset: int, numel: int, thresh: int, device: torch.device
+) -> torch.Tensor:
+    """Bool ``[numel]`` keep decisions (True = kept) of the call keyed by ``(seed, offset)``."""
+    backend = resolve(torch.empty(0, device=device))
+    if _simple(seed, offset):
+        return backend.keep_mask(numel, int(seed), thresh, device)
+    rows, row_len = rows_of(seed, numel)
+    return _keyed(backend, "keep_mask_keys")(seed, offset, rows, row_len, thresh, device)
+
+
+def scale(
+    x: torch.Tensor,
+    out: torch.Tensor,
+    seed: torch.Tensor,
+    offset: int,
+    thresh: int,
+    w_keep: float,
+    w_drop: float,
+) -> None:
+    """``out[i] = x[i] * (w_keep if keep(i) else w_drop)``; contiguous ``x``/``out`` (may alias)."""
+    backend = resolve(x)
+    if _simple(seed, offset):
+        backend.scale(x, out, int(seed), thresh, w_keep, w_drop)
+        return
+    rows, row_len = rows_of(seed, x.numel())
+    _keyed(backend, "scale_keys")(x, out, seed, offset, rows, row_len, thresh, w_keep, w_drop)
+
+
+def bits(seed: torch.Tensor, offset: int, numel: int, device: torch.device) -> torch.Tensor:
+    """The raw uint32 draws ``[numel]`` of the call, as float64 (exact) for noise variants."""
+    backend = resolve(torch.empty(0, device=device))
+    rows, row_len = rows_of(seed, numel)
+    return _keyed(backend, "bits_keys")(seed, offset, rows, row_len, device)

@@ -1,0 +1,422 @@
+"""The seeded-op factory: every random dropkit variant is one compute function registered here.
+
+A variant supplies a pure function of its keys; the factory registers, once, everything
+torch needs around it:
+
+- the ``torch.library`` custom op ``dropkit::<name>`` and its fake (for ``torch.compile``
+  and ``torch.export``), with one uniform schema
+  ``(Tensor x, Tensor seed, int offset, int[] ints, float[] floats, bool bias) -> Tensor``
+  (``ints``/``floats`` carry the variant's parameters);
+- its autograd: backward regenerates the multiplier from the keys (nothing per element is
+  saved), through the same op, so double backward works too;
+- the eager fast path: an ``autograd.Function`` (with ``setup_context``, ``backward``,
+  ``jvp`` for forward-mode AD and a ``vmap`` rule, so ``torch.func.grad``/``jvp``/``vmap``
+  work), or, when no graph, tangent or transform is involved, a direct call;
+- the in-place form, which bumps the input's version counter exactly once, as torch's
+  in-place ops do, so autograd notices when a saved tensor is overwritten.
+
+Two kinds of op:
+
+- :class:`SeededMultiply`: ``y = x * w + b`` with ``(w, b) = multiplier(keys, params)``
+  broadcast over ``x`` (dropout and its channel, alpha, drop-path, DropConnect and
+  embedding forms; Gaussian dropout; DropBlock). Linear in ``x``: backward and the tangent
+  are ``grad * w``. An optional ``fused`` function computes the whole output in one backend
+  pass (no mask in memory).
+- :class:`SeededSample`: a tensor drawn from the keys alone, with no differentiable input
+  (the logistic noise of concrete dropout). The math around it is plain torch, so autograd,
+  forward AD and ``torch.func`` need nothing more.
+
+Under ``torch.func.vmap`` a seeded call gives every vmapped slice the same mask (the mask is
+a function of the keys and the per-slice shape): the rule moves the vmapped dimension to the
+front and broadcasts the multiplier over it. ``torch.jit.trace`` records the custom op, so a
+traced model draws a fresh seed (an ``aten::random_`` in the trace) and a fresh mask per call.
+
+To add a variant, see docs/design.md ("Adding a variant").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.autograd.forward_ad as _fwad
+
+from dropkit.backends.base import opmath_dtype
+
+__all__ = [
+    "FusedFn",
+    "MultiplierFn",
+    "SampleFn",
+    "SeededMultiply",
+    "SeededSample",
+    "draw_seed",
+    "draw_seed_ordered",
+    "fresh_seed",
+]
+
+# (shape, seed, offset, ints, floats, device, opmath dtype) -> (weight, bias or None), each
+# broadcastable to ``shape`` (the per-slice shape: under vmap, x has extra leading dims).
+MultiplierFn = Callable[
+    [tuple[int, ...], torch.Tensor, int, Sequence[int], Sequence[float], torch.device, torch.dtype],
+    tuple[torch.Tensor, "torch.Tensor | None"],
+]
+# (x, out or None, seed, offset, ints, floats, bias) -> the output, or None to fall back to
+# the multiplier. ``out`` is None (allocate) or ``x`` itself (in place).
+FusedFn = Callable[
+    [torch.Tensor, "torch.Tensor | None", torch.Tensor, int, Sequence[int], Sequence[float], bool],
+    "torch.Tensor | None",
+]
+# (shape, seed, offset, ints, floats, device, dtype) -> a tensor of ``shape``.
+SampleFn = Callable[
+    [tuple[int, ...], torch.Tensor, int, Sequence[int], Sequence[float], torch.device, torch.dtype],
+    torch.Tensor,
+]
+
+
+# ---------------------------------------------------------------- seeds
+@torch.library.custom_op(
+    "dropkit::draw_seed", mutates_args=(), tags=(torch.Tag.nondeterministic_seeded,)
+)
+def draw_seed() -> torch.Tensor:
+    """A fresh seed from torch's default CPU generator (advances it by one draw)."""
+    return _draw()
+
+
+def _draw() -> torch.Tensor:
+    """The draw itself, shared by eager calls and both seed ops (the same RNG consumption)."""
+    return torch.empty((), dtype=torch.int64).random_()
+
+
+@draw_seed.register_fake
+def _draw_seed_fake() -> torch.Tensor:
+    return torch.empty((), dtype=torch.int64)
+
+
+# torch.compile: AOT autograd's CSE pass merges identical calls of a functional op (it
+# spares only a fixed list of aten random ops, not ops tagged nondeterministic_seeded), so
+# two dropouts in one compiled training graph would share one draw_seed() and one mask.
+# Inside a compiled graph the draw goes through draw_seed_ordered instead: it declares that
+# it writes a token tensor (it never does), which chains the draws (no merging, eager
+# order kept) at the cost of a 0-d copy per draw in the compiled graph only.
+_ORDER_TOKEN = torch.zeros(1, dtype=torch.int64)
+
+
+@torch.library.custom_op(
+    "dropkit::draw_seed_ordered",
+    mutates_args=("token",),
+    tags=(torch.Tag.nondeterministic_seeded,),
+)
+def draw_seed_ordered(token: torch.Tensor) -> torch.Tensor:
+    """``draw_seed()`` for compiled graphs; ``token`` orders the draws and is left unchanged."""
+    return _draw()
+
+
+@draw_seed_ordered.register_fake
+def _draw_seed_ordered_fake(token: torch.Tensor) -> torch.Tensor:
+    return torch.empty((), dtype=torch.int64)
+
+
+def fresh_seed() -> torch.Tensor:
+    """A fresh seed from torch's default CPU generator: ``draw_seed``, ordered when compiling.
+
+    Eager calls skip the op dispatcher (tens of microseconds) and make the same draw.
+    """
+    if torch.compiler.is_compiling():
+        return draw_seed_ordered(_ORDER_TOKEN)
+    return _draw()
+
+
+# ---------------------------------------------------------------- when a graph node is needed
+def _needs_function(x: torch.Tensor) -> bool:
+    """Whether an eager call must go through the autograd Function (else a direct call)."""
+    return (
+        (x.requires_grad and torch.is_grad_enabled())
+        or _fwad._current_level >= 0  # inside a forward-AD dual level
+        or torch._C._are_functorch_transforms_active()
+    )
+
+
+def _plain(t: torch.Tensor) -> torch.Tensor:
+    """``t`` without torch.func's wrappers (a seed made inside ``grad``/``jvp`` is wrapped)."""
+    while torch._C._functorch.is_functorch_wrapped_tensor(t):
+        t = torch._C._functorch.get_unwrapped(t)
+    return t
+
+
+def _version(x: torch.Tensor) -> int | None:
+    """``x``'s version counter (None for inference tensors, which have none)."""
+    return None if x.is_inference() else x._version
+
+
+def _set_version(x: torch.Tensor, version: int | None) -> None:
+    """Leave ``x``'s version counter at ``version``, whatever the write path counted.
+
+    An in-place write must count once, as one torch in-place op: a kernel writing through
+    numpy or a pointer counts nothing, a fallback through ``copy_`` counts one, and inside
+    the autograd Function ``mark_dirty`` adds its own one.
+    """
+    if version is not None and x._version != version:
+        torch._C._autograd._unsafe_set_version_counter((x,), (version,))
+
+
+class _Eager(torch.autograd.Function):
+    """The eager graph node of every :class:`SeededMultiply` (out of place or in place)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        x: torch.Tensor,
+        op: SeededMultiply,
+        seed: torch.Tensor,
+        offset: int,
+        ints: list[int],
+        floats: list[float],
+        bias: bool,
+        inplace: bool,
+        lead: int,
+    ) -> torch.Tensor:
+        if not inplace:
+            return op.compute(x, seed, offset, ints, floats, bias, None, lead)
+        before = _version(x)
+        y = op.compute(x, seed, offset, ints, floats, bias, x, lead)
+        _set_version(x, before)  # mark_dirty counts the write (once)
+        return y
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+        x, op, seed, offset, ints, floats, _, inplace, lead = inputs
+        # The keys and the parameters: nothing per element is kept for backward.
+        ctx.args = (op, seed, offset, ints, floats, lead)
+        ctx.inplace = inplace
+        if inplace:
+            ctx.mark_dirty(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple:  # type: ignore[override]
+        op, seed, offset, ints, floats, lead = ctx.args
+        grad_x = op.apply(grad, seed, offset, ints, floats, bias=False, lead=lead)
+        return grad_x, None, None, None, None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, x_t: torch.Tensor, *_: object) -> torch.Tensor:  # type: ignore[override]
+        op, seed, offset, ints, floats, lead = ctx.args
+        return op.apply(
+            x_t, seed, offset, ints, floats, bias=False, inplace=ctx.inplace, lead=lead
+        )
+
+    @staticmethod
+    def vmap(  # type: ignore[override]
+        info: Any,
+        in_dims: tuple,
+        x: torch.Tensor,
+        op: SeededMultiply,
+        seed: torch.Tensor,
+        offset: int,
+        ints: list[int],
+        floats: list[float],
+        bias: bool,
+        inplace: bool,
+        lead: int,
+    ) -> tuple[torch.Tensor, int | None]:
+        if in_dims[2] is not None:
+            raise RuntimeError(
+                "dropkit: vmap over the seed is not supported; vmap over the input and pass "
+                "one seed (every vmapped slice then gets the same mask)"
+            )
+        x_dim = in_dims[0]
+        if x_dim is None:
+            y = op.apply(x, seed, offset, ints, floats, bias=bias, inplace=inplace, lead=lead)
+            return y, None
+        front = x.movedim(x_dim, 0)  # [V, *slice shape]: the mask broadcasts over V
+        y = op.apply(front, seed, offset, ints, floats, bias=bias, inplace=inplace, lead=lead + 1)
+        return (x, x_dim) if inplace else (y, 0)
+
+
+# ---------------------------------------------------------------- the two kinds of op
+class SeededMultiply:
+    """``y = x * w + b``, ``(w, b)`` a pure function of the keys: one op, all of torch's hooks.
+
+    Args:
+        name: the op's name in the ``dropkit`` namespace (``torch.ops.dropkit.<name>``).
+        multiplier: ``(shape, seed, offset, ints, floats, device, opmath dtype) -> (w, b)``;
+            ``b`` may be None. ``w`` and ``b`` broadcast to ``shape``.
+        fused: optional ``(x, out, seed, offset, ints, floats, bias) -> y or None``: the
+            same result in one backend pass; None falls back to the multiplier.
+
+    ``w`` is rounded to the opmath dtype (float32 for half types), the product is one
+    multiply in it, ``+ b`` one add, rounded once to ``x.dtype``.
+    """
+
+    def __init__(self, name: str, multiplier: MultiplierFn, fused: FusedFn | None = None) -> None:
+        self.name = name
+        self._multiplier = multiplier
+        self._fused = fused
+        self.op = self._register()
+
+    def _register(self) -> Any:
+        compute = self.compute
+
+        def impl(
+            x: torch.Tensor,
+            seed: torch.Tensor,
+            offset: int,
+            ints: list[int],
+            floats: list[float],
+            bias: bool,
+        ) -> torch.Tensor:
+            return compute(x, seed, offset, ints, floats, bias, None, 0)
+
+        op = torch.library.custom_op(f"dropkit::{self.name}", impl, mutates_args=())
+
+        def fake(
+            x: torch.Tensor,
+            seed: torch.Tensor,
+            offset: int,
+            ints: list[int],
+            floats: list[float],
+            bias: bool,
+        ) -> torch.Tensor:
+            return torch.empty_like(x)
+
+        op.register_fake(fake)
+
+        def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
+            _, seed, offset, ints, floats, _ = inputs
+            ctx.args = (seed, offset, list(ints), list(floats))
+
+        def backward(ctx: Any, grad: torch.Tensor) -> tuple:
+            seed, offset, ints, floats = ctx.args
+            return op(grad, seed, offset, ints, floats, False), None, None, None, None, None
+
+        op.register_autograd(backward, setup_context=setup_context)
+        return op
+
+    def apply(
+        self,
+        x: torch.Tensor,
+        seed: torch.Tensor,
+        offset: int,
+        ints: list[int],
+        floats: list[float],
+        *,
+        bias: bool = True,
+        inplace: bool = False,
+        lead: int = 0,
+    ) -> torch.Tensor:
+        """Run the op on ``x``: the custom op when compiling or tracing, else the eager path."""
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            # A compiled (or traced) graph is functional: in place computes out of place
+            # and writes back. The op records the keys' tensor, so a traced seed draw stays
+            # in the graph.
+            if torch.jit.is_tracing():  # the tracer records shapes as constants
+                ints = [int(v) for v in ints]
+            y = self.op(x, seed, offset, ints, floats, bias)
+            return x.copy_(y) if inplace else y
+        if _needs_function(x):
+            return _Eager.apply(x, self, seed, offset, ints, floats, bias, inplace, lead)
+        return self.compute(x, seed, offset, ints, floats, bias, x if inplace else None, lead)
+
+    def compute(
+        self,
+        x: torch.Tensor,
+        seed: torch.Tensor,
+        offset: int,
+        ints: Sequence[int],
+        floats: Sequence[float],
+        bias: bool,
+        out: torch.Tensor | None,
+        lead: int,
+    ) -> torch.Tensor:
+        """The math on plain tensors, into ``out`` (None: a new tensor; or ``x`` itself).
+
+        ``lead`` leading dimensions of ``x`` (vmapped ones) share one multiplier.
+        """
+        if out is not None:  # in place: exactly one write counted, as torch's in-place ops
+            before = _version(x)
+            y = self._compute(x, seed, offset, ints, floats, bias, out, lead)
+            _set_version(x, None if before is None else before + 1)
+            return y
+        return self._compute(x, seed, offset, ints, floats, bias, None, lead)
+
+    def _compute(
+        self,
+        x: torch.Tensor,
+        seed: torch.Tensor,
+        offset: int,
+        ints: Sequence[int],
+        floats: Sequence[float],
+        bias: bool,
+        out: torch.Tensor | None,
+        lead: int,
+    ) -> torch.Tensor:
+        if lead == 0 and self._fused is not None:
+            y = self._fused(x, out, seed, offset, ints, floats, bias)
+            if y is not None:
+                return y
+        dtype = opmath_dtype(x.dtype)
+        shape = tuple(x.shape[lead:])
+        weight, b = self._multiplier(shape, seed, offset, ints, floats, x.device, dtype)
+        y = x.to(dtype) * weight
+        if bias and b is not None:
+            y = y + b
+        if out is not None:
+            return out.copy_(y)
+        return y.to(x.dtype)
+
+
+class SeededSample:
+    """A tensor drawn from the keys alone (no differentiable input), as a registered op.
+
+    Args:
+        name: the op's name in the ``dropkit`` namespace.
+        sample: ``(shape, seed, offset, ints, floats, device, dtype) -> tensor of shape``.
+    """
+
+    def __init__(self, name: str, sample: SampleFn) -> None:
+        self.name = name
+        self._sample = sample
+
+        def impl(
+            shape: list[int],
+            seed: torch.Tensor,
+            offset: int,
+            ints: list[int],
+            floats: list[float],
+            dtype: torch.dtype,
+            device: torch.device,
+        ) -> torch.Tensor:
+            return sample(tuple(shape), seed, offset, ints, floats, device, dtype)
+
+        self.op = torch.library.custom_op(f"dropkit::{name}", impl, mutates_args=())
+
+        def fake(
+            shape: list[int],
+            seed: torch.Tensor,
+            offset: int,
+            ints: list[int],
+            floats: list[float],
+            dtype: torch.dtype,
+            device: torch.device,
+        ) -> torch.Tensor:
+            return torch.empty(shape, dtype=dtype, device=device)
+
+        self.op.register_fake(fake)
+
+    def apply(
+        self,
+        shape: Sequence[int],
+        seed: torch.Tensor,
+        offset: int,
+        ints: list[int],
+        floats: list[float],
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> torch.Tensor:
+        """Draw: through the op when compiling or tracing, else a direct call."""
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return self.op(list(shape), seed, offset, ints, floats, dtype, device)
+        if torch._C._are_functorch_transforms_active():
+            # No input is transformed: draw on plain tensors, outside torch.func's layers.
+            with torch._C._DisableFuncTorch():
+                return self._sample(tuple(shape), _plain(seed), offset, ints, floats, device, dtype)
+        return self._sample(tuple(shape), seed, offset, ints, floats, device, dtype)

@@ -1,0 +1,56 @@
+"""What every dropkit module shares: the marker base class, settings checks and ``extra_repr``.
+
+A dropkit module stores its settings, validates them once here, and calls its function
+with ``self.training``; its ``forward`` is one line (timm's ``DropPath``, torch's
+``_DropoutNd``).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from torch import nn
+
+from dropkit._checks import check_p, check_scaling
+
+__all__ = ["DropoutBase", "StochasticModule"]
+
+
+class StochasticModule(nn.Module):
+    """Marker base of every dropkit module that samples in training mode.
+
+    ``dropkit.mc_mode``, ``guard``, ``active_dropout`` and the rate schedules find dropkit's
+    layers through it. Subclasses list their settings in ``_repr_fields`` (shown by
+    ``extra_repr``), with ``scaling`` shown only when not at its default.
+    """
+
+    _repr_fields: ClassVar[tuple[str, ...]] = ()
+
+    def extra_repr(self) -> str:
+        parts = [f"{name}={getattr(self, name)}" for name in self._repr_fields]
+        scaling = getattr(self, "scaling", "inverted")
+        if scaling != "inverted":
+            parts.append(f"scaling={scaling!r}")
+        return ", ".join(parts)
+
+
+class DropoutBase(StochasticModule):
+    """Settings, checks and repr of the torch.nn twins (like torch's ``_DropoutNd``).
+
+    Args:
+        p: the drop probability, in [0, 1]. Default: 0.5.
+        inplace: overwrite the input. Default: False.
+        scaling: "inverted" (default) or "classic" (keyword only).
+    """
+
+    __constants__: ClassVar[list[str]] = ["p", "inplace"]
+    _repr_fields = ("p", "inplace")
+    p: float
+    inplace: bool
+
+    def __init__(self, p: float = 0.5, inplace: bool = False, *, scaling: str = "inverted") -> None:
+        super().__init__()
+        check_p(p)
+        self.p = p
+        self.inplace = inplace
+        self.scaling = check_scaling(scaling)

@@ -1,0 +1,173 @@
+"""Keys as values: scalar and per-row keys, offsets, the MC derivations, seed checks.
+
+Every keyed backend primitive matches the reference (``dropkit.rng.row_bits``) bit for bit,
+across misaligned offsets, row lengths that are not multiples of four, the serial and the
+parallel row kernels, and every dtype.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import dropkit
+import dropkit.functional as F
+from dropkit import _mc_context, rng
+from dropkit.backends import keyed
+from dropkit.backends.bernoulli import mask_affine
+from dropkit.keys import Keys, derive_call_key, derive_row_keys, resolve, scalar_seed
+
+CPU = torch.device("cpu")
+ROWS = torch.tensor([5, -7, 2**40 + 3, 0])  # per-row keys (int64 two's complement)
+
+
+def _u64(key: torch.Tensor | int) -> int:
+    return int(key) % 2**64
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """The raw bit patterns of a float tensor (so that NaNs compare too)."""
+    return t.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
+
+
+# ------------------------------------------------------------------ the reference itself
+@pytest.mark.parametrize("start", [0, 1, 2, 3, 5, 1023])
+def test_row_bits_is_random_bits_per_row(start: int) -> None:
+    bits = rng.row_bits(ROWS, 13, start=start)
+    assert bits.shape == (4, 13)
+    for r, key in enumerate(ROWS):
+        assert torch.equal(bits[r], rng.random_bits(13, _u64(key), start=start))
+
+
+def test_offset_draws_the_tail_of_the_longer_stream() -> None:
+    full = rng.random_bits(100, 9)
+    for start in (1, 2, 3, 4, 37):
+        assert torch.equal(rng.random_bits(100 - start, 9, start=start), full[start:])
+
+
+# ------------------------------------------------------------------ backends, keyed
+@pytest.mark.parametrize("offset", [0, 1, 3, 6, 4097])
+@pytest.mark.parametrize("row_len", [1, 3, 37, 1025])
+@pytest.mark.parametrize("per_row", [False, True])
+def test_numba_keyed_primitives_match_the_reference(offset: int, row_len: int, per_row: bool):
+    seed = ROWS if per_row else torch.tensor(-11)
+    numel = row_len * (len(ROWS) if per_row else 1)
+    with dropkit.use_backend("reference"):
+        ref_bits = keyed.bits(seed, offset, numel, CPU)
+        ref_keep = keyed.keep_mask(seed, offset, numel, rng.threshold(0.3), CPU)
+    with dropkit.use_backend("numba"):
+        assert torch.equal(keyed.bits(seed, offset, numel, CPU), ref_bits)
+        assert torch.equal(keyed.keep_mask(seed, offset, numel, rng.threshold(0.3), CPU), ref_keep)
+    # The reference keep decisions are the reference draws against the threshold.
+    assert torch.equal(ref_keep, ref_bits >= rng.threshold(0.3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("rows", [4, 1])
+def test_numba_keyed_scale_matches_the_reference_serial_and_parallel(dtype, rows) -> None:
+    """40000 elements per row: with 4 rows the parallel row kernel runs, with 1 the serial."""
+    seed = ROWS[:rows] if rows > 1 else torch.tensor(3)
+    x = torch.randn(rows * 40000).to(dtype)
+    x[::97] = float("nan")
+    for offset in (0, 2):
+        ref = torch.empty_like(x)
+        got = torch.empty_like(x)
+        with dropkit.use_backend("reference"):
+            keyed.scale(x, ref, seed, offset, rng.threshold(0.4), 1 / 0.6, 0.25)
+        with dropkit.use_backend("numba"):
+            keyed.scale(x, got, seed, offset, rng.threshold(0.4), 1 / 0.6, 0.25)
+            inplace = x.clone()
+            keyed.scale(inplace, inplace, seed, offset, rng.threshold(0.4), 1 / 0.6, 0.25)
+        assert torch.equal(_bits(got), _bits(ref))  # NaNs included, bit for bit
+        assert torch.equal(_bits(inplace), _bits(ref))
+
+
+# ------------------------------------------------------------------ the op takes keys as values
+def test_per_row_keys_give_each_row_its_own_stream() -> None:
+    x = torch.randn(4, 9)
+    y = mask_affine(x, ROWS, 0, rng.threshold(0.5), [4, 9], 2.0)
+    for r in range(4):
+        assert torch.equal(y[r], F.dropout(x[r], 0.5, seed=_u64(ROWS[r])))
+    # A buggy kernel that ignored the per-row keys (one stream for all rows) differs.
+    assert not torch.equal(y, F.dropout(x, 0.5, seed=_u64(ROWS[0])))
+
+
+def test_offset_makes_a_piece_draw_its_part_of_the_whole() -> None:
+    x = torch.randn(64)
+    whole = mask_affine(x, torch.tensor(12), 0, rng.threshold(0.5), [64], 2.0)
+    for start in (1, 3, 8, 13):
+        piece = mask_affine(x[start:], torch.tensor(12), start, rng.threshold(0.5), [64 - start], 2.0)
+        assert torch.equal(piece, whole[start:])
+    # ...also for channel masks with per-row keys: the offset counts within each row.
+    x = torch.randn(4, 6, 3)
+    whole = mask_affine(x, ROWS, 0, rng.threshold(0.5), [4, 6, 1], 2.0)
+    part = mask_affine(x[:, 2:], ROWS, 2, rng.threshold(0.5), [4, 4, 1], 2.0)
+    assert torch.equal(part, whole[:, 2:])
+
+
+def test_ops_never_read_the_mc_context() -> None:
+    """Inside a fold, an op called with explicit keys computes exactly what it does outside."""
+    x = torch.randn(6, 5)
+    outside = mask_affine(x, torch.tensor(4), 0, rng.threshold(0.5), [6, 5], 2.0)
+    with _mc_context.folding(seed=1, samples=[0, 1, 2], batch=2):
+        inside = mask_affine(x, torch.tensor(4), 0, rng.threshold(0.5), [6, 5], 2.0)
+    assert torch.equal(inside, outside)
+
+
+# ------------------------------------------------------------------ resolve and derivations
+def test_resolve_outside_and_inside_a_fold() -> None:
+    key = resolve(7, None, [3, 4])
+    assert isinstance(key, Keys) and not key.per_row and int(key.seed) == 7 and key.offset == 0
+    with _mc_context.folding(seed=9, samples=[2, 5], batch=3) as fold:
+        rows = resolve(7, None, [6, 4])  # batched, 2 samples x 3 rows: per-row keys
+        assert rows.per_row and torch.equal(rows.seed, derive_row_keys(9, [2, 5], 3, 0))
+        with pytest.raises(_mc_context.FoldError, match="not per sample"):
+            resolve(None, None, [6, 4], batched=False)
+        assert fold.calls == 2
+    with _mc_context.folding(seed=9, samples=[5], batch=3):
+        weight = resolve(None, None, [8, 2], batched=False)  # one sample: the call key
+        assert not weight.per_row and int(weight.seed) == int(derive_call_key(9, 5, 0))
+
+
+def test_row_keys_depend_on_sample_row_and_call_only() -> None:
+    a = derive_row_keys(3, [0, 1, 2], batch=4, call=0)
+    assert torch.equal(a[8:], derive_row_keys(3, [2], batch=4, call=0))
+    assert len(set(a.tolist())) == 12  # distinct across samples and rows
+    assert not torch.equal(a, derive_row_keys(3, [0, 1, 2], batch=4, call=1))
+    assert not torch.equal(a, derive_row_keys(4, [0, 1, 2], batch=4, call=0))
+    # The documented formula, word for word (docs/mask-spec.md, "Keys").
+    k0, k1 = rng.seed_key(3)
+    t, b = torch.tensor([1]), torch.tensor([2])
+    w0, w1, _, _ = rng.philox4x32(t, b, torch.tensor([0]), torch.tensor([0x4D435257]), k0, k1)
+    assert _u64(a[1 * 4 + 2]) == int(w0) | (int(w1) << 32)
+    w0, w1, _, _ = rng.philox4x32(t, t * 0, t * 0, torch.tensor([0x4D435344]), k0, k1)
+    assert _u64(derive_call_key(3, 1, 0)) == int(w0) | (int(w1) << 32)
+
+
+# ------------------------------------------------------------------ seed checks (probe findings)
+@pytest.mark.parametrize(
+    ("seed", "error"),
+    [
+        (True, TypeError),
+        (torch.tensor(True), TypeError),
+        (torch.tensor(1.0), TypeError),
+        (-1, ValueError),
+        (torch.tensor(-1), ValueError),
+        (2**64, ValueError),
+        (torch.tensor([1, 2]), ValueError),
+        ("7", TypeError),
+    ],
+)
+def test_bad_seeds_are_refused(seed: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="seed"):
+        scalar_seed(seed, None)
+    with pytest.raises(error, match="seed"):
+        F.dropout(torch.ones(4), 0.5, seed=seed)  # type: ignore[arg-type]
+
+
+def test_tensor_seed_is_the_int_seed() -> None:
+    x = torch.randn(10)
+    assert torch.equal(F.dropout(x, 0.5, seed=torch.tensor(123)), F.dropout(x, 0.5, seed=123))
+    assert torch.equal(
+        F.dropout(x, 0.5, seed=torch.tensor(5, dtype=torch.int32)), F.dropout(x, 0.5, seed=5)
+    )

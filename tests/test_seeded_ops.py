@@ -1,0 +1,210 @@
+"""The seeded-op factory's contract, for every random variant.
+
+- Forward-mode AD, ``torch.func.grad``, ``jvp`` and ``vmap`` work on seeded calls, with the
+  tangent and the gradient equal to the forward multiplier ``m = f(1) - f(0)``.
+- In place bumps the version counter once, as torch's in-place ops do, so autograd notices
+  when a tensor saved for backward is overwritten.
+- ``torch.jit.trace`` records the op: a traced model draws a fresh mask per call (and the
+  same one as eager under the same ``torch.manual_seed``), never uninitialised memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+import torch.autograd.forward_ad as fwAD
+
+import dropkit
+import dropkit.functional as F
+
+# torch.func and torch.jit emit torch's own deprecation notices for torch.jit on first use.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.trace.*` is deprecated:DeprecationWarning"),
+    # A trace specialises on the traced shapes (as for any shape-dependent module).
+    pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
+]
+
+Fn = Callable[[torch.Tensor], torch.Tensor]
+LOGIT = torch.tensor(0.3, dtype=torch.float64)
+
+# Every random variant as a seeded function of one float64 (2, 3, 6, 6) tensor, elementwise
+# (affine) in its argument. DropConnect and embedding dropout are linear in their weight.
+ELEMENTWISE: dict[str, Fn] = {
+    "dropout": lambda t: F.dropout(t, 0.3, seed=3),
+    "dropout_classic": lambda t: F.dropout(t, 0.3, scaling="classic", seed=3),
+    "dropout_broadcast": lambda t: F.dropout(t, 0.3, seed=3, broadcast_dims=(2,)),
+    "dropout1d": lambda t: F.dropout1d(t.flatten(2), 0.3, seed=3).view(t.shape),
+    "dropout2d": lambda t: F.dropout2d(t, 0.3, seed=3),
+    "dropout3d": lambda t: F.dropout3d(t.unsqueeze(2), 0.3, seed=3).squeeze(2),
+    "alpha_dropout": lambda t: F.alpha_dropout(t, 0.3, True, seed=3),
+    "feature_alpha_dropout": lambda t: F.feature_alpha_dropout(t, 0.3, True, seed=3),
+    "gaussian_dropout": lambda t: F.gaussian_dropout(t, 0.3, seed=3),
+    "locked_dropout": lambda t: F.locked_dropout(t, 0.3, seed=3),
+    "drop_path": lambda t: F.drop_path(t, 0.3, seed=3),
+    "drop_block2d": lambda t: F.drop_block2d(t, 0.3, 3, seed=3),
+    "concrete_dropout": lambda t: F.concrete_dropout(t, LOGIT, seed=3),
+}
+WEIGHT = torch.randn(5, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+IDS = torch.tensor([[0, 3, 3, 4], [4, 1, 0, 2]])
+LINEAR: dict[str, tuple[Fn, torch.Tensor]] = {
+    "drop_connect(input)": (lambda t: F.drop_connect(t, WEIGHT, None, 0.5, seed=3), torch.randn(
+        4, 6, dtype=torch.float64)),
+    "drop_connect(weight)": (
+        lambda w: F.drop_connect(torch.ones(4, 6, dtype=torch.float64), w, None, 0.5, seed=3),
+        WEIGHT.clone(),
+    ),
+    "drop_connect per_sample": (
+        lambda t: F.drop_connect(t, WEIGHT, None, 0.5, True, seed=3),
+        torch.randn(4, 6, dtype=torch.float64),
+    ),
+    "embedding_dropout(weight)": (lambda w: F.embedding_dropout(IDS, w, 0.5, seed=3), WEIGHT.clone()),
+}
+
+
+def _x() -> torch.Tensor:
+    return torch.randn(2, 3, 6, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+
+def _multiplier(f: Fn, x: torch.Tensor) -> torch.Tensor:
+    return f(torch.ones_like(x)) - f(torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("name", list(ELEMENTWISE))
+def test_forward_ad_tangent_is_the_multiplier(name: str) -> None:
+    f, x = ELEMENTWISE[name], _x()
+    tangent = torch.randn_like(x)
+    with fwAD.dual_level():
+        primal, out_tangent = fwAD.unpack_dual(f(fwAD.make_dual(x, tangent)))
+    assert out_tangent is not None, "no tangent: forward AD is not wired"
+    m = _multiplier(f, x)
+    assert bool((m != 1).any())  # the mask does something, so the check can fail
+    torch.testing.assert_close(primal, f(x), rtol=0, atol=0)
+    torch.testing.assert_close(out_tangent, tangent * m)
+
+
+@pytest.mark.parametrize("name", list(ELEMENTWISE))
+def test_torch_func_grad_jvp_vmap(name: str) -> None:
+    f, x = ELEMENTWISE[name], _x()
+    m = _multiplier(f, x)
+    torch.testing.assert_close(torch.func.grad(lambda t: f(t).sum())(x), m)
+    tangent = torch.randn_like(x)
+    out, jvp = torch.func.jvp(f, (x,), (tangent,))
+    torch.testing.assert_close(out, f(x), rtol=0, atol=0)
+    torch.testing.assert_close(jvp, tangent * m)
+    # vmap over a stack: every slice gets the same mask as the unbatched call (same keys).
+    stack = torch.stack([x, 2 * x, -x])
+    batched = torch.func.vmap(f)(stack)
+    for i in range(3):
+        torch.testing.assert_close(batched[i], f(stack[i]), rtol=0, atol=1e-15)
+    moved = torch.func.vmap(f, in_dims=1, out_dims=1)(stack.transpose(0, 1))
+    torch.testing.assert_close(moved.transpose(0, 1), batched, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", list(LINEAR))
+def test_linear_variants_under_forward_ad_and_torch_func(name: str) -> None:
+    f, x = LINEAR[name]
+    tangent = torch.randn_like(x)
+    with fwAD.dual_level():
+        _, out_tangent = fwAD.unpack_dual(f(fwAD.make_dual(x, tangent)))
+    torch.testing.assert_close(out_tangent, f(tangent))  # linear: the tangent is f(t)
+    _, jvp = torch.func.jvp(f, (x,), (tangent,))
+    torch.testing.assert_close(jvp, f(tangent))
+    leaf = x.clone().requires_grad_()
+    f(leaf).pow(2).sum().backward()
+    torch.testing.assert_close(torch.func.grad(lambda t: f(t).pow(2).sum())(x), leaf.grad)
+
+
+def test_vmap_over_seeds_is_refused_clearly() -> None:
+    x = torch.randn(3, 4)
+    seeds = torch.tensor([1, 2, 3])
+    with pytest.raises(RuntimeError, match="vmap over the seed"):
+        torch.func.vmap(lambda t, s: F.dropout(t, 0.5, seed=s))(x, seeds)
+
+
+def test_double_backward_regenerates_the_mask() -> None:
+    x = torch.randn(8, dtype=torch.float64, requires_grad=True)
+    y = F.dropout(x, 0.5, seed=7)
+    (g,) = torch.autograd.grad((y * y).sum(), x, create_graph=True)
+    (gg,) = torch.autograd.grad(g.sum(), x)
+    m = (y != 0).double() * 2.0
+    torch.testing.assert_close(gg, 2 * m * m)
+
+
+# ------------------------------------------------------------------ in place
+INPLACE: dict[str, tuple[Callable, Callable, tuple[int, ...]]] = {
+    "dropout": (F.dropout, torch.nn.functional.dropout, (4, 6)),
+    "dropout1d": (F.dropout1d, torch.nn.functional.dropout1d, (2, 3, 4)),
+    "dropout2d": (F.dropout2d, torch.nn.functional.dropout2d, (2, 3, 4, 4)),
+    "dropout3d": (F.dropout3d, torch.nn.functional.dropout3d, (2, 3, 2, 2, 2)),
+    "alpha_dropout": (F.alpha_dropout, torch.nn.functional.alpha_dropout, (4, 6)),
+    "feature_alpha_dropout": (
+        F.feature_alpha_dropout, torch.nn.functional.feature_alpha_dropout, (2, 3, 4)
+    ),
+}
+
+
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+@pytest.mark.parametrize("name", list(INPLACE))
+def test_inplace_bumps_the_version_counter_like_torch(name: str, backend: str) -> None:
+    ours, theirs, shape = INPLACE[name]
+    with dropkit.use_backend(backend):
+        for requires_grad in (False, True):
+            base = torch.randn(shape, requires_grad=requires_grad)
+            h, g = base * 1.0, base * 1.0  # non-leaf when requires_grad
+            before = (h._version, g._version)
+            out = ours(h, 0.5, True, True)
+            theirs(g, 0.5, True, True)
+            assert out is h
+            assert h._version - before[0] == 1  # one in-place write, counted once
+            assert g._version - before[1] >= 1  # torch's (its alpha dropout counts two)
+
+
+@pytest.mark.parametrize("name", list(INPLACE))
+def test_autograd_detects_an_overwritten_saved_tensor(name: str) -> None:
+    ours, theirs, shape = INPLACE[name]
+    for fn in (theirs, ours):
+        w = torch.randn(shape, requires_grad=True)
+        h = torch.randn(shape)
+        y = w * h  # saves h for backward
+        fn(h, 0.5, True, True)
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            y.sum().backward()
+
+
+def test_inplace_grad_and_forward_ad() -> None:
+    x = torch.randn(10, dtype=torch.float64, requires_grad=True)
+    h = x * 1.0
+    y = F.dropout(h, 0.5, True, True, seed=4)
+    assert y is h
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, (y != 0).double() * 2.0)
+    t = torch.randn(10, dtype=torch.float64)
+    with fwAD.dual_level():
+        d = fwAD.make_dual(x.detach() * 1.0, t.clone())
+        out = F.dropout(d, 0.5, True, True, seed=4)
+        _, tangent = fwAD.unpack_dual(out)
+    torch.testing.assert_close(tangent, t * (y.detach() != 0).double() * 2.0)
+
+
+# ------------------------------------------------------------------ torch.jit.trace
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+def test_jit_trace_draws_fresh_masks_like_eager(backend: str) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 32), dropkit.nn.Dropout(0.5), dropkit.nn.GaussianDropout(0.2)
+    )
+    x = torch.randn(3, 4)
+    with dropkit.use_backend(backend):
+        traced = torch.jit.trace(model, x, check_trace=False)
+        a, b = traced(x), traced(x)
+        assert not torch.equal(a == 0, b == 0)  # a fresh mask per call, not a frozen one
+        torch.manual_seed(5)
+        got = traced(x)
+        torch.manual_seed(5)
+        assert torch.equal(got, model(x))  # ...and the eager model's, seed for seed
+        x.requires_grad_()
+        traced(x).sum().backward()
+        assert x.grad is not None and bool(torch.isfinite(x.grad).all())
