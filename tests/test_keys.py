@@ -96,7 +96,9 @@ def test_offset_makes_a_piece_draw_its_part_of_the_whole() -> None:
     x = torch.randn(64)
     whole = mask_affine(x, torch.tensor(12), 0, rng.threshold(0.5), [64], 2.0)
     for start in (1, 3, 8, 13):
-        piece = mask_affine(x[start:], torch.tensor(12), start, rng.threshold(0.5), [64 - start], 2.0)
+        piece = mask_affine(
+            x[start:], torch.tensor(12), start, rng.threshold(0.5), [64 - start], 2.0
+        )
         assert torch.equal(piece, whole[start:])
     # ...also for channel masks with per-row keys: the offset counts within each row.
     x = torch.randn(4, 6, 3)

@@ -10,8 +10,8 @@ from torch import nn
 
 import dropkit
 from dropkit import _mc_context
-from dropkit.keys import FoldError, derive_call_key, derive_row_keys
 from dropkit import functional as F
+from dropkit.keys import FoldError, derive_call_key, derive_row_keys
 from dropkit.mc import (
     brier_score,
     calibration_report,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import threading
 import warnings
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -75,6 +78,98 @@ def test_mc_mode_nested_restores_outer_state() -> None:
             pass
         assert flags(model) == inner_flags
     assert all(flags(model))
+
+
+def run_threads(*targets: Callable[[], None], timeout: float = 60.0) -> None:
+    """Run each target in its own thread; re-raise the first error; fail on a hang."""
+    errors: list[BaseException] = []
+
+    def wrap(fn: Callable[[], None]) -> Callable[[], None]:
+        def body() -> None:
+            try:
+                fn()
+            except BaseException as err:  # surfaced in the test thread below
+                errors.append(err)
+
+        return body
+
+    threads = [threading.Thread(target=wrap(fn), daemon=True) for fn in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    if errors:
+        raise errors[0]
+
+
+@pytest.mark.parametrize("start", ["train", "eval"])
+def test_mc_mode_overlapping_entries_from_two_threads_restore_original_flags(start: str) -> None:
+    # A enters, B enters, A exits, B exits. Each entry used to save the flags it found, so B
+    # saved A's MC flags and, exiting last, left them: BN in eval, or dropout in training.
+    model = small_cnn()
+    if start == "eval":
+        model.eval()
+    before = flags(model)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, tuple[bool, bool]] = {}
+    wait = 30.0
+
+    def thread_a() -> None:
+        with dropkit.mc_mode(model):
+            seen["a"] = (model[1].training, model[5].training)
+            a_in.set()
+            assert b_in.wait(wait)
+        a_out.set()
+
+    def thread_b() -> None:
+        assert a_in.wait(wait)
+        with dropkit.mc_mode(model):
+            b_in.set()
+            assert a_out.wait(wait)
+            seen["b"] = (model[1].training, model[5].training)  # A gone, B still inside
+
+    run_threads(thread_a, thread_b)
+    assert seen == {"a": (False, True), "b": (False, True)}  # MC mode while either is in
+    assert flags(model) == before
+    assert model[1].training == (start == "train")  # BN back to its own flag
+    assert model[5].training == (start == "train")  # the dropout too
+
+
+def test_mc_mode_reentry_after_overlap_and_after_an_exception() -> None:
+    model = small_cnn()
+    before = flags(model)
+    with pytest.raises(KeyError), dropkit.mc_mode(model), dropkit.mc_mode(model):
+        raise KeyError("boom")
+    assert flags(model) == before
+    model.eval()  # a new first entry saves the flags of now
+    with dropkit.mc_mode(model):
+        assert model[5].training and not model[1].training
+    assert not any(flags(model))
+
+
+def test_concurrent_mc_predict_keeps_flags_and_batchnorm_statistics() -> None:
+    model = small_cnn()
+    with torch.no_grad():
+        model(torch.randn(8, 3, 5, 5))  # non-trivial running statistics
+    model[3].eval()  # a mixed state
+    before_flags, before_bn = flags(model), bn_state(model)
+    x = torch.randn(4, 3, 5, 5)
+    reference = dropkit.mc.mc_predict(model, x, samples=8, seed=3, chunk=2)
+
+    def predict(start: threading.Barrier, outputs: list[torch.Tensor]) -> None:
+        start.wait()  # both threads call mc_predict at once
+        for _ in range(4):
+            outputs.append(dropkit.mc.mc_predict(model, x, samples=8, seed=3, chunk=2))
+
+    for _ in range(5):
+        job = functools.partial(predict, threading.Barrier(2, timeout=30), outputs := [])
+        run_threads(job, job)
+        assert flags(model) == before_flags
+        # A forward run while the other thread had restored training flags would move BN's
+        # statistics and change the samples.
+        assert all(torch.equal(v, bn_state(model)[k]) for k, v in before_bn.items())
+        assert len(outputs) == 8 and all(torch.equal(y, reference) for y in outputs)
 
 
 # ------------------------------------------------------------------------------- guard
@@ -223,3 +318,36 @@ def test_convert_every_class_shared_modules_and_subclasses() -> None:
         dropkit.convert(nn.Dropout(0.5))
     with pytest.raises(TypeError):
         dropkit.convert("model")  # type: ignore[arg-type]
+
+
+def test_convert_replaces_every_slot_of_a_module_shared_in_one_parent() -> None:
+    # named_children() deduplicates: the second slot of a shared dropout used to stay torch's.
+    torch.manual_seed(0)
+    shared = nn.Dropout(0.2)
+    model = nn.Sequential(nn.Linear(2, 2), shared, nn.Linear(2, 2), shared)
+    changes = dropkit.convert(model)
+    assert changes == [
+        Conversion("1", nn.Dropout, dropkit.nn.Dropout),
+        Conversion("3", nn.Dropout, dropkit.nn.Dropout),
+    ]
+    assert type(model[1]) is dropkit.nn.Dropout and model[1] is model[3]  # one shared twin
+    assert model[1].p == 0.2 and model[1].training
+    y = dropkit.mc.mc_predict(model, torch.randn(3, 2), samples=4, seed=0)
+    assert y.shape == (4, 3, 2)
+
+
+def test_convert_shared_module_across_parents_and_none_slots() -> None:
+    shared = nn.Dropout(0.3).eval()
+    inner = nn.Sequential(shared, nn.Linear(2, 2))
+    model = nn.ModuleDict({"x": shared, "inner": inner, "again": inner})
+    model.register_module("empty", None)
+    changes = dropkit.convert(model)
+    # One Conversion per replaced slot: "x" and inner's slot 0 (inner itself is shared,
+    # so its one slot is replaced once, whichever name reaches it first).
+    assert [(c.name, c.old, c.new) for c in changes] == [
+        ("x", nn.Dropout, dropkit.nn.Dropout),
+        ("inner.0", nn.Dropout, dropkit.nn.Dropout),
+    ]
+    assert model["x"] is model["inner"][0] is model["again"][0]
+    assert type(model["x"]) is dropkit.nn.Dropout and not model["x"].training
+    assert model["empty"] is None

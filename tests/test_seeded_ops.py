@@ -60,7 +60,9 @@ LINEAR: dict[str, tuple[Fn, torch.Tensor]] = {
         lambda t: F.drop_connect(t, WEIGHT, None, 0.5, True, seed=3),
         torch.randn(4, 6, dtype=torch.float64),
     ),
-    "embedding_dropout(weight)": (lambda w: F.embedding_dropout(IDS, w, 0.5, seed=3), WEIGHT.clone()),
+    "embedding_dropout(weight)": (
+        lambda w: F.embedding_dropout(IDS, w, 0.5, seed=3), WEIGHT.clone()
+    ),
 }
 
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as tF
 
 from dropkit import rng
-from dropkit.layers import drop_block as db
 from dropkit.functional import drop_block2d, dropout
+from dropkit.layers import drop_block as db
 from dropkit.nn import DropBlock2d
 
 

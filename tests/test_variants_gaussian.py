@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from dropkit import rng
-from dropkit.layers import noise
 from dropkit.functional import gaussian_dropout
+from dropkit.layers import noise
 from dropkit.nn import GaussianDropout
 
 N = 100_000

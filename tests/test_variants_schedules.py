@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import io
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -161,3 +163,102 @@ def test_errors_and_repr() -> None:
         s.load_state_dict(bad)
     assert repr(schedules.LateDropout(model(), 2)) == "LateDropout(last_step=0, layers=7)"
     assert dropkit.schedules is schedules
+
+
+def _with(**changes: object) -> Callable[[dict], object]:
+    return lambda good: dict(good, **changes)
+
+
+def _rates(**changes: object) -> Callable[[dict], object]:
+    return lambda good: dict(good, base_ps={**good["base_ps"], **changes})
+
+
+# (what is wrong, bad state made from a good one, error, message pattern)
+BAD_STATES = [
+    ("not-a-dict", lambda good: list(good.items()), TypeError, r"expects a dict.*list"),
+    ("step-str", _with(last_step="3"), TypeError, r"last_step.*int number of steps.*'3'"),
+    ("step-bool", _with(last_step=True), TypeError, r"last_step.*int number.*True"),
+    ("step-float", _with(last_step=2.0), TypeError, r"last_step.*int number.*2\.0"),
+    ("step-negative", _with(last_step=-1), ValueError, r"last_step.*>= 0, but got -1"),
+    ("rates-list", _with(base_ps=[0.1]), TypeError, r"base_ps.*dict.*\[0\.1\]"),
+    ("rate-str", _rates(drop="0.5"), TypeError, r"\['drop'\].*real number.*'0\.5'"),
+    ("rate-bool", _rates(drop=True), TypeError, r"\['drop'\].*real number.*True"),
+    ("rate-range", _rates(drop=1.5), ValueError, r"\['drop'\].*between 0 and 1.*1\.5"),
+    ("rate-nan", _rates(drop=float("nan")), ValueError, r"between 0 and 1, but got nan"),
+    (
+        "name-int",
+        lambda good: dict(good, base_ps={**good["base_ps"], 3: 0.1}),
+        TypeError,
+        r"\[3\].*layer names",
+    ),
+    ("name-unknown", _rates(nope=0.1), ValueError, r"\['nope'\].*not dropkit layers"),
+    (
+        "name-missing",
+        lambda good: dict(good, base_ps={k: v for k, v in good["base_ps"].items() if k != "gauss"}),
+        ValueError,
+        r"missing.*\['gauss'\]",
+    ),
+    ("warmup-negative", _with(warmup_steps=-2), ValueError, r"warmup_steps.*>= 0"),
+    ("warmup-str", _with(warmup_steps="4"), TypeError, r"warmup_steps.*'4'"),
+    ("unknown-key", _with(typo=1), ValueError, r"unknown key.*'typo'.*last_step"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make_bad", "error", "pattern"),
+    [case[1:] for case in BAD_STATES],
+    ids=[case[0] for case in BAD_STATES],
+)
+def test_failed_load_state_dict_leaves_the_schedule_unchanged(
+    make_bad: Callable[[dict], object], error: type[Exception], pattern: str
+) -> None:
+    # load_state_dict used to write the state into the schedule before checking it: after a
+    # failed load every step() raised (or, for some bad values, the load went through).
+    m = model()
+    s = schedules.LinearWarmup(m, 4)
+    s.step()
+    before, before_rates = copy.deepcopy(s.state_dict()), rates(m)
+    with pytest.raises(error, match=pattern):
+        s.load_state_dict(make_bad(copy.deepcopy(before)))  # type: ignore[arg-type]
+    assert s.state_dict() == before and rates(m) == before_rates
+    s.step()  # still works, from where it was
+    assert s.last_step == 2 and rates(m) == pytest.approx({k: v * 0.5 for k, v in BASE.items()})
+
+
+def test_failed_load_rolls_back_when_factor_raises() -> None:
+    class Custom(schedules.DropoutSchedule):
+        def __init__(self, model: nn.Module) -> None:
+            self.rates = [1.0, 0.5, 0.25]  # a subclass attribute the base cannot check
+            super().__init__(model)
+
+        def factor(self, step: int) -> float:
+            return self.rates[step]
+
+    m = model()
+    s = Custom(m)
+    s.step()
+    before, before_rates = copy.deepcopy(s.state_dict()), rates(m)
+    with pytest.raises(IndexError):
+        s.load_state_dict(dict(s.state_dict(), rates=[1.0]))  # factor(1) fails: rolled back
+    assert s.state_dict() == before and rates(m) == before_rates
+    s.step()
+    assert rates(m) == pytest.approx({k: v * 0.25 for k, v in BASE.items()})
+
+
+def test_load_state_dict_good_round_trip_and_partial_state() -> None:
+    m = model()
+    s = schedules.EarlyDropout(m, 4, schedule="linear")
+    s.step()
+    state = copy.deepcopy(s.state_dict())
+    s2 = schedules.EarlyDropout(model(), 99)
+    s2.load_state_dict(state)
+    assert s2.state_dict() == state and s2.get_last_p() == s.get_last_p()
+    s2.load_state_dict({"last_step": 2})  # a partial state sets just those keys, as torch's
+    assert s2.last_step == 2 and s2.cutoff == 4
+    assert s2.get_last_p() == pytest.approx({k: v * 0.5 for k, v in BASE.items()})
+    state["base_ps"]["drop"] = 0.0  # the loaded state is a copy, not the caller's dict
+    assert s2.base_ps["drop"] == 0.5
+    with pytest.raises(ValueError, match=r"schedule.*'constant' or 'linear'"):
+        s2.load_state_dict(dict(state, schedule="cosine"))
+    with pytest.raises(ValueError, match=r"cutoff.*>= 0"):
+        schedules.LateDropout(model(), 1).load_state_dict({"cutoff": -1})

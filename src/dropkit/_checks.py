@@ -15,6 +15,8 @@ __all__ = [
     "check_p",
     "check_scaling",
     "check_training",
+    "check_writable",
+    "zeros_like_product",
 ]
 
 SCALINGS = ("inverted", "classic")
@@ -57,13 +59,19 @@ def check_training(training: object, name: str) -> bool:
 
 
 def check_input(input: object, inplace: bool, name: str) -> torch.Tensor:
-    """A tensor, and not a leaf that requires grad when ``inplace`` (any dtype: see below).
+    """A tensor (any dtype, any flags: see :func:`check_dtype` and :func:`check_writable`).
 
-    The dtype is checked by :func:`check_dtype` once a call is known to drop units: torch
-    returns integer, bool and complex inputs untouched when nothing is dropped.
+    Torch returns its input untouched when nothing is dropped, whatever its dtype and even
+    for ``inplace=True`` on a leaf that requires grad; the other checks run only once a call
+    is known to compute something.
     """
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"{name} expects a torch.Tensor, but got {type(input).__name__}")
+    return input
+
+
+def check_writable(input: torch.Tensor, inplace: bool, name: str) -> torch.Tensor:
+    """Not a leaf that requires grad when ``inplace`` (autograd forbids writing one)."""
     if inplace and input.requires_grad and input.is_leaf and torch.is_grad_enabled():
         raise RuntimeError(
             f"{name}(inplace=True) cannot modify a leaf tensor that requires grad; "
@@ -80,3 +88,12 @@ def check_dtype(input: torch.Tensor, name: str) -> torch.Tensor:
             f"{input.dtype}; convert it first, e.g. input.float()"
         )
     return input
+
+
+def zeros_like_product(input: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """``input * 0`` in ``input``'s own dtype (``p == 1``): torch's result for every dtype.
+
+    Zeros for finite input, NaN where the input is NaN or infinite (a product, not a fill).
+    """
+    zero = torch.zeros((), dtype=input.dtype, device=input.device)
+    return input.mul_(zero) if inplace else input * zero

@@ -167,7 +167,7 @@ def derive_row_keys(seed: int, samples: Sequence[int], batch: int, call: int) ->
 
 
 def _derive(seed: int, c0: torch.Tensor, c1: torch.Tensor, call: int, domain: int) -> torch.Tensor:
-    """Keys ``Philox(counter=(c0, c1, call, domain), key=seed)[0:2]`` as int64 (two's complement)."""
+    """Keys ``Philox(counter=(c0, c1, call, domain), key=seed)[0:2]`` as int64 (two's compl.)."""
     if not 0 <= call <= rng.MASK32:
         raise RuntimeError(f"too many random calls in one forward ({call}); at most 2**32")
     k0, k1 = rng.seed_key(seed)

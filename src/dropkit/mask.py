@@ -9,8 +9,8 @@ import torch
 
 from dropkit import rng
 from dropkit._checks import check_p
-from dropkit.keys import scalar_seed
 from dropkit.backends import resolve
+from dropkit.keys import scalar_seed
 
 __all__ = ["keep_mask"]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -48,6 +49,13 @@ _TWINS: dict[type[nn.Module], type[nn.Module]] = {
 
 # Depth of open mc_mode blocks in this context: guard stays silent inside them.
 _mc_depth: contextvars.ContextVar[int] = contextvars.ContextVar("dropkit_mc_mode", default=0)
+
+# Open mc_mode blocks per module, in every thread: id(module) -> (open blocks, its flag
+# before the first). The first entry saves the flag, the last exit restores it, so
+# overlapping blocks (nested, or mc_predict from two threads) never restore each other's MC
+# flags. Each open block holds its modules, so an id here cannot be reused meanwhile.
+_mc_lock = threading.Lock()
+_mc_open: dict[int, tuple[int, bool]] = {}
 
 
 class ActiveDropoutWarning(UserWarning):
@@ -109,7 +117,8 @@ def convert(model: nn.Module) -> list[Conversion]:
         model: a module containing dropout layers (not a dropout layer itself).
 
     Returns:
-        One :class:`Conversion` ``(name, old class, new class)`` per replaced attribute.
+        One :class:`Conversion` ``(name, old class, new class)`` per replaced slot (a
+        module shared by two slots gives two, under the first name reaching each slot).
         Warns ("No layer was modified") when the list is empty.
 
     Example:
@@ -117,8 +126,8 @@ def convert(model: nn.Module) -> list[Conversion]:
         >>> m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.2))
         >>> [(c.name, c.new.__name__) for c in dropkit.convert(m)]
         [('1', 'Dropout')]
-        >>> type(m[1]).__module__, m[1].p
-        ('dropkit.nn', 0.2)
+        >>> type(m[1]) is dropkit.nn.Dropout, m[1].p
+        (True, 0.2)
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"convert expects a torch.nn.Module, but got {type(model).__name__}")
@@ -129,10 +138,14 @@ def convert(model: nn.Module) -> list[Conversion]:
         )
     twins: dict[int, nn.Module] = {}
     changes: list[Conversion] = []
+    # Every slot of every parent: named_children() and named_modules() deduplicate, so a
+    # module shared by two slots of one parent would keep torch's class in the second.
+    # remove_duplicate=False lists a parent once per path to it; a slot already replaced
+    # (a shared parent met again) holds a twin by then and is skipped.
     for parent_name, parent in list(model.named_modules(remove_duplicate=False)):
-        for child_name, child in list(parent.named_children()):
+        for child_name, child in list(parent._modules.items()):
             cls = type(child)
-            if cls not in _TWINS:
+            if child is None or cls not in _TWINS:
                 continue
             if id(child) not in twins:
                 twin = _TWINS[cls](p=child.p, inplace=child.inplace)
@@ -229,9 +242,14 @@ def guard(model: nn.Module, *, strict: bool = False) -> GuardHandle:
 def mc_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Context manager: only dropout layers sample; everything else (BatchNorm...) in eval.
 
-    On entry every module goes to eval mode, then each dropout layer (dropkit's and
-    torch's) alone is switched to training (non-recursively). On exit, exceptions included,
-    every module gets back its own previous flag. :func:`guard` is silent inside.
+    On entry every module goes to eval mode and each dropout layer (dropkit's and torch's)
+    to training (each module's own flag is set, non-recursively: ``train()`` overrides are
+    not called). On exit, exceptions included, every module gets back the flag it had
+    before. :func:`guard` is silent inside.
+
+    Overlapping blocks on one model, nested or from several threads (two ``mc_predict``
+    calls at once), are counted per module: the first entry saves the flags, the last exit
+    restores them, whatever order the blocks close in. Every entry (re)applies MC mode.
 
     Args:
         model: the module to put in MC-dropout mode.
@@ -250,14 +268,36 @@ def mc_mode(model: nn.Module) -> Iterator[nn.Module]:
 
     Paper: Gal & Ghahramani 2016, "Dropout as a Bayesian approximation".
     """
-    saved = [(m, m.training) for m in model.modules()]
+    modules = list(model.modules())  # deduplicated: a shared module counts once per block
+    with _mc_lock:
+        for module in modules:
+            count, flag = _mc_open.get(id(module), (0, module.training))
+            _mc_open[id(module)] = (count + 1, flag)
+        try:
+            for module in modules:
+                want = _is_dropout(module)
+                if module.training != want:
+                    module.training = want
+        except BaseException:
+            _mc_release(modules)
+            raise
     token = _mc_depth.set(_mc_depth.get() + 1)
     try:
-        model.eval()
-        for _, layer in dropout_layers(model):
-            layer.training = True
         yield model
     finally:
         _mc_depth.reset(token)
-        for module, flag in saved:
-            module.training = flag
+        with _mc_lock:
+            _mc_release(modules)
+
+
+def _mc_release(modules: list[nn.Module]) -> None:
+    """Count one block's exit (hold _mc_lock); modules it was the last on get their flag."""
+    restore = []
+    for module in modules:  # every count first: a failing restore below leaves none behind
+        count, flag = _mc_open.pop(id(module))
+        if count > 1:
+            _mc_open[id(module)] = (count - 1, flag)
+        else:
+            restore.append((module, flag))
+    for module, flag in restore:
+        module.training = flag

@@ -1,4 +1,4 @@
-"""Thin ``nn.Module`` shells over :mod:`dropkit.functional` (re-exported from :mod:`dropkit.layers`).
+"""Thin ``nn.Module`` shells over :mod:`dropkit.functional`, re-exported from ``dropkit.layers``.
 
 Each module stores its settings, validates them once, and calls its function with
 ``self.training``. The torch.nn twins (``Dropout``, ``Dropout1d/2d/3d``, ``AlphaDropout``,

@@ -18,6 +18,7 @@ Morerio et al. 2017, "Curriculum dropout" (rates that change during training).
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
@@ -44,6 +45,25 @@ def _check_steps(value: object, what: str) -> int:
     if value < 0:
         raise ValueError(f"{what} must be >= 0, but got {value}")
     return int(value)
+
+
+def _check_rate(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{what} must be a real number in [0, 1], but got {type(value).__name__} {value!r}"
+        )
+    rate = float(value)
+    if not 0.0 <= rate <= 1.0:  # NaN too
+        raise ValueError(f"{what} is a dropout rate: it must be between 0 and 1, but got {value!r}")
+    return rate
+
+
+def _check_early_schedule(value: object, where: str = "") -> str:
+    if not isinstance(value, str) or value not in ("constant", "linear"):
+        raise ValueError(
+            f"unknown early-dropout schedule {value!r}{where}; use 'constant' or 'linear'"
+        )
+    return value
 
 
 class DropoutSchedule:
@@ -96,9 +116,81 @@ class DropoutSchedule:
         return {k: v for k, v in self.__dict__.items() if k != "model"}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore a state from :meth:`state_dict` and set the layers' rates for its step."""
-        self.__dict__.update({k: v for k, v in state_dict.items() if k != "model"})
-        self._apply()
+        """Restore a state from :meth:`state_dict` and set the layers' rates for its step.
+
+        Every value is checked first (``last_step`` an int >= 0; ``base_ps`` one rate in
+        [0, 1] for each scheduled layer of the model, no more, no less; the subclass's own
+        hyperparameters as its constructor checks them); keys left out keep their value,
+        as in torch's LR schedulers. A failed load (TypeError, ValueError, or an error of
+        ``factor``) leaves the schedule and the layers' rates as they were.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"load_state_dict expects a dict from DropoutSchedule.state_dict(), but got "
+                f"{type(state_dict).__name__} {state_dict!r}"
+            )
+        known = set(self.state_dict())
+        unknown = sorted(repr(k) for k in state_dict if k != "model" and k not in known)
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) {', '.join(unknown)} in a {type(self).__name__} state_dict; "
+                f"expected some of {sorted(known)} (a state saved by another schedule class?)"
+            )
+        checked = {k: self._check_state(k, v) for k, v in state_dict.items() if k != "model"}
+        saved = dict(self.__dict__)
+        rates = {name: layer.p for name, layer in _layers(self.model).items()}
+        self.__dict__.update(checked)
+        try:
+            self._apply()
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            layers = _layers(self.model)
+            for name, rate in rates.items():
+                layers[name].p = rate
+            raise
+
+    def _check_state(self, key: str, value: object) -> object:
+        """One ``state_dict`` value, checked (TypeError/ValueError); ``base_ps`` copied.
+
+        Subclasses with hyperparameters check theirs and pass every other key to
+        ``super()._check_state``; a key no class checks is taken as it is.
+        """
+        if key == "last_step":
+            return _check_steps(value, "state_dict['last_step']")
+        if key == "base_ps":
+            return self._check_base_ps(value)
+        return value
+
+    def _check_base_ps(self, value: object) -> dict[str, float]:
+        if not isinstance(value, Mapping):
+            raise TypeError(
+                "state_dict['base_ps'] must be a dict {layer name: base rate}, but got "
+                f"{type(value).__name__} {value!r}"
+            )
+        bad_names = [name for name in value if not isinstance(name, str)]
+        if bad_names:
+            raise TypeError(
+                f"state_dict['base_ps'] has keys {bad_names!r}; its keys must be layer names "
+                "(str), the qualified names of model.named_modules()"
+            )
+        layers = _layers(self.model)
+        extra = sorted(set(value) - set(layers))
+        if extra:
+            raise ValueError(
+                f"state_dict['base_ps'] names {extra}, which are not dropkit layers of the "
+                f"model; the model's scheduled layers are {sorted(layers)}"
+            )
+        missing = sorted(set(layers) - set(value))
+        if missing:
+            raise ValueError(
+                f"state_dict['base_ps'] is missing a base rate for the model's layers "
+                f"{missing}; load a state saved for this model, or build a new schedule"
+            )
+        return {
+            name: _check_rate(rate, f"state_dict['base_ps'][{name!r}]")
+            for name, rate in value.items()
+        }
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(last_step={self.last_step}, layers={len(self.base_ps)})"
@@ -138,6 +230,11 @@ class LinearWarmup(DropoutSchedule):
     def factor(self, step: int) -> float:
         return 1.0 if step >= self.warmup_steps else step / self.warmup_steps
 
+    def _check_state(self, key: str, value: object) -> object:
+        if key == "warmup_steps":
+            return _check_steps(value, "state_dict['warmup_steps']")
+        return super()._check_state(key, value)
+
 
 class EarlyDropout(DropoutSchedule):
     """Dropout only for the first ``cutoff`` steps, then none (Liu et al. 2023).
@@ -159,10 +256,7 @@ class EarlyDropout(DropoutSchedule):
     def __init__(
         self, model: nn.Module, cutoff: int, p: float | None = None, schedule: str = "constant"
     ) -> None:
-        if schedule not in ("constant", "linear"):
-            raise ValueError(
-                f"unknown early-dropout schedule {schedule!r}; use 'constant' or 'linear'"
-            )
+        schedule = _check_early_schedule(schedule)
         self.cutoff = _check_steps(cutoff, "cutoff")
         self.schedule = schedule
         super().__init__(model, p)
@@ -171,6 +265,13 @@ class EarlyDropout(DropoutSchedule):
         if step >= self.cutoff:
             return 0.0
         return 1.0 if self.schedule == "constant" else 1.0 - step / self.cutoff
+
+    def _check_state(self, key: str, value: object) -> object:
+        if key == "cutoff":
+            return _check_steps(value, "state_dict['cutoff']")
+        if key == "schedule":
+            return _check_early_schedule(value, " in state_dict['schedule']")
+        return super()._check_state(key, value)
 
 
 class LateDropout(DropoutSchedule):
@@ -194,3 +295,8 @@ class LateDropout(DropoutSchedule):
 
     def factor(self, step: int) -> float:
         return 0.0 if step < self.cutoff else 1.0
+
+    def _check_state(self, key: str, value: object) -> object:
+        if key == "cutoff":
+            return _check_steps(value, "state_dict['cutoff']")
+        return super()._check_state(key, value)

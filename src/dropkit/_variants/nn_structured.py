@@ -1,4 +1,4 @@
-"""0.1.0 path of ``LockedDropout``, ``DropPath`` and ``DropBlock2d`` (an alias for old checkpoints)."""
+"""0.1.0 path of ``LockedDropout``, ``DropPath``, ``DropBlock2d`` (alias for old checkpoints)."""
 
 from dropkit.layers.drop_block import DropBlock2d
 from dropkit.layers.drop_path import DropPath, drop_path_rates

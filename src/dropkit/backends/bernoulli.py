@@ -40,9 +40,8 @@ def _multiplier(
     keep = keep.view(mask_shape)
 
     def select(a: float, b: float) -> torch.Tensor:
-        return torch.where(
-            keep, torch.tensor(a, dtype=dtype, device=device), torch.tensor(b, dtype=dtype, device=device)
-        )
+        first = torch.tensor(a, dtype=dtype, device=device)
+        return torch.where(keep, first, torch.tensor(b, dtype=dtype, device=device))
 
     bias = select(b_keep, b_drop) if (b_keep != 0.0 or b_drop != 0.0) else None
     return select(w_keep, w_drop), bias

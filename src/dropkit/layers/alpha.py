@@ -12,7 +12,14 @@ from __future__ import annotations
 import torch
 
 from dropkit import keys, rng
-from dropkit._checks import check_dtype, check_input, check_p, check_training
+from dropkit._checks import (
+    check_dtype,
+    check_input,
+    check_p,
+    check_training,
+    check_writable,
+    zeros_like_product,
+)
 from dropkit.backends.bernoulli import mask_affine
 from dropkit.layers.base import DropoutBase
 from dropkit.layers.channel import channel_mask_shape, draws
@@ -36,9 +43,10 @@ def _alpha(
     """Alpha dropout with torch's constants: kept ``a*x + alpha*a*p``, dropped ``alpha*a*(p-1)``."""
     if not training or p == 0.0 or input.numel() == 0:
         return input
-    check_dtype(input, name)
+    check_writable(input, inplace, name)
     if p == 1.0:
-        return input.mul_(0.0) if inplace else input * 0.0
+        return zeros_like_product(input, inplace)  # torch's: zeros, not the saturation value
+    check_dtype(input, name)
     a = 1.0 / ((_SELU_ALPHA * _SELU_ALPHA * p + 1.0) * (1.0 - p)) ** 0.5
     key = keys.resolve(seed, generator, mask_shape)
     return mask_affine(

@@ -22,10 +22,10 @@ __all__ = [
     "Dropout2d",
     "Dropout3d",
     "channel_mask_shape",
+    "draws",
     "dropout1d",
     "dropout2d",
     "dropout3d",
-    "draws",
 ]
 
 
@@ -165,7 +165,9 @@ def dropout2d(
             "channel-wise dropout behavior, please switch to using dropout1d instead.",
             stacklevel=2,
         )
-    return _feature_dropout(input, p, training, inplace, scaling, seed, generator, True, "dropout2d")
+    return _feature_dropout(
+        input, p, training, inplace, scaling, seed, generator, True, "dropout2d"
+    )
 
 
 def dropout3d(

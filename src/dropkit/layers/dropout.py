@@ -17,7 +17,15 @@ import numbers
 import torch
 
 from dropkit import keys, rng
-from dropkit._checks import check_dtype, check_input, check_p, check_scaling, check_training
+from dropkit._checks import (
+    check_dtype,
+    check_input,
+    check_p,
+    check_scaling,
+    check_training,
+    check_writable,
+    zeros_like_product,
+)
 from dropkit.backends.bernoulli import mask_affine
 from dropkit.layers.base import DropoutBase
 
@@ -77,18 +85,20 @@ def scaled_dropout(
     """Inverted or classic dropout with a mask of ``mask_shape`` (None: ``input.shape``).
 
     The order of every dropkit function: identity paths (returning ``input`` itself, any
-    dtype, as torch), the dtype check, ``p == 1``, then the keys and the op.
+    dtype, as torch), ``p == 1`` (``input * 0``, any dtype, as torch), the dtype and
+    in-place checks, then the keys and the op.
     """
     if not training:
         if scaling == "inverted" or p == 0.0:
             return input
-        check_dtype(input, name)
+        check_writable(check_dtype(input, name), inplace, name)
         return input.mul_(1.0 - p) if inplace else input * (1.0 - p)
     if p == 0.0 or input.numel() == 0:
         return input
-    check_dtype(input, name)
+    check_writable(input, inplace, name)
     if p == 1.0:
-        return input.mul_(0.0) if inplace else input * 0.0
+        return zeros_like_product(input, inplace)
+    check_dtype(input, name)
     shape = list(input.shape) if mask_shape is None else mask_shape
     key = keys.resolve(seed, generator, shape)
     w_keep = 1.0 / (1.0 - p) if scaling == "inverted" else 1.0

@@ -39,7 +39,7 @@ def _scalar(seed: int) -> torch.Tensor:
 def uniform_keys(
     seed: torch.Tensor, offset: int, numel: int, device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """``[numel]`` float64 uniforms ``(r_i + 0.5) / 2**32`` of the call keyed by ``(seed, offset)``."""
+    """``[numel]`` float64 uniforms ``(r_i + 0.5) / 2**32`` keyed by ``(seed, offset)``."""
     dev = torch.device("cpu" if device is None else device)
     bits = keyed.bits(seed, offset, numel, dev).to(dev)
     return (bits + 0.5) / _TWO32
