@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import importlib
 import pathlib
+import pkgutil
 import re
 
 import pytest
@@ -12,24 +13,33 @@ import pytest
 import dropkit
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-MODULES = [
-    "dropkit.rng",
-    "dropkit.mask",
-    "dropkit.functional",
-    "dropkit.nn",
-    "dropkit.backends",
-    "dropkit.modes",
-    "dropkit.mc",
-    "dropkit.mc.predict",
-    "dropkit.mc.uncertainty",
-    "dropkit.mc.calibration",
-]
+def _public_modules() -> list[str]:
+    """Every module of the package (walked, not listed), private ones left out."""
+    names = ["dropkit"]
+    for info in pkgutil.walk_packages(dropkit.__path__, prefix="dropkit."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            names.append(info.name)
+    return sorted(names)
+
+
+MODULES = _public_modules()
+
+
+def test_the_walk_finds_every_layer_and_the_lab() -> None:
+    for name in ("dropkit.layers.drop_block", "dropkit.schedules", "dropkit.lab.config",
+                 "dropkit.backends.seeded", "dropkit.keys", "dropkit.errors"):
+        assert name in MODULES
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples(name):
     module = importlib.import_module(name)
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    try:
+        result = doctest.testmod(
+            module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+        )
+    finally:
+        dropkit.set_backend("auto")
     assert result.failed == 0
 
 

@@ -6,8 +6,8 @@ variance) and ``calibration`` (NLL, Brier, ECE).
 
 :func:`mc_predict` runs ``T`` stochastic forward passes with only the dropout layers
 sampling (:func:`dropkit.modes.mc_mode`). Draw ``t`` is a pure function of ``(seed, t)``:
-every dropkit mask of the pass is keyed by ``(seed, t, call index)`` (see
-``dropkit._mc_context``), so a loop, a fold of all samples into the batch, and any
+row ``b`` of every dropkit mask of the pass is keyed by ``(seed, t, b, call index)`` (see
+``dropkit.keys``), so a loop, a fold of all samples into the batch, and any
 chunking give bit-identical masks.
 
 From the samples (class probabilities ``[T, B, C]``), with :math:`\\bar p = \\frac1T\\sum_t p_t`:

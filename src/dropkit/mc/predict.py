@@ -86,12 +86,14 @@ def mc_predict(
 ) -> torch.Tensor:
     r"""``samples`` Monte-Carlo dropout passes of ``model`` on ``x``, sample axis first.
 
-    .. math:: y_t = f(x;\ \text{masks keyed by } (seed, t, c)),\quad t = 0 \ldots T-1
+    .. math:: y_t = f(x;\ \text{row } b \text{ masked by key } (seed, t, b, c)),\quad
+              t = 0 \ldots T-1
 
     The model runs under :func:`dropkit.mc_mode` (only dropout samples, BatchNorm and the
     rest in eval) and ``torch.no_grad()``; every flag is restored after. ``chunk`` samples
     share one forward: their copies of ``x`` are stacked along dim 0 (sample-major), and
-    each dropkit mask is cut per sample and keyed by ``(seed, t, call index)``, so draw
+    every random call hands each row its own key derived from ``(seed, t, row, call index)``
+    (:func:`dropkit.keys.resolve`; docs/mask-spec.md, "Keys"), so draw
     ``t`` depends only on ``(seed, t)``: a loop (``chunk=1``), one fold (``chunk=T``) and
     any chunking give bit-identical masks, hence identical samples whenever the model's
     other ops are batch-size invariant (elementwise ops, and on CPU the GEMMs and
@@ -99,10 +101,10 @@ def mc_predict(
 
     Assumptions: dim 0 of ``x``, of every masked tensor and of the output is the batch
     (each row independent in eval mode); masks are drawn in the same order for every
-    sample. A masked call whose dim 0 is not the folded batch (a weight mask, a
-    sequence-first RNN) makes ``chunk=None`` fall back to one sample per forward (an
+    sample. A masked call whose dim 0 is not the folded batch (a weight mask, an embedding
+    table, a sequence-first RNN; such a call gets the key ``(seed, t, c)``) makes ``chunk=None`` fall back to one sample per forward (an
     explicit ``chunk > 1`` raises). Explicit ``seed=`` of functional dropout calls inside
-    the model is overridden (re-keyed by ``(seed, t, c)`` too). torch.nn dropout modules
+    the model is overridden (re-keyed the same way). torch.nn dropout modules
     cannot be re-keyed: a model containing one raises RuntimeError (run
     :func:`dropkit.convert` first); ``torch.nn.functional.dropout`` calls inside ``forward``
     cannot be detected and stay random. torch's global generator is left as it was, apart
