@@ -36,12 +36,13 @@ def _multiplier(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     thresh, mask_shape = int(ints[0]), [int(s) for s in ints[1:]]
     w_keep, w_drop, b_keep, b_drop = floats
-    keep = keyed.keep_mask(seed, offset, math.prod(mask_shape), thresh, device)
-    keep = keep.view(mask_shape)
 
     def select(a: float, b: float) -> torch.Tensor:
-        first = torch.tensor(a, dtype=dtype, device=device)
-        return torch.where(keep, first, torch.tensor(b, dtype=dtype, device=device))
+        # ``1 * (a if keep else b)`` through the fused kernel: exactly the selected value,
+        # rounded to ``dtype`` as torch.tensor(a, dtype) would, with no mask in memory.
+        out = torch.ones(mask_shape, dtype=dtype, device=device)
+        keyed.scale(out, out, seed, offset, thresh, a, b)
+        return out
 
     bias = select(b_keep, b_drop) if (b_keep != 0.0 or b_drop != 0.0) else None
     return select(w_keep, w_drop), bias
@@ -56,13 +57,33 @@ def _fused(
     floats: Sequence[float],
     bias: bool,
 ) -> torch.Tensor | None:
-    """One backend pass when the mask is per element and there is no bias; else None."""
+    """One backend pass, no mask in memory, when the mask covers leading dimensions of ``x``.
+
+    A per-element mask without bias runs the (parallel) scale kernel; a mask
+    ``[N, C, 1, ..., 1]`` (channel dropout, drop path) or any bias (alpha dropout) runs the
+    grouped kernel when the backend takes it. Anything else: None (the multiplier path).
+    """
     w_keep, w_drop, b_keep, b_drop = floats
-    if bias and (b_keep != 0.0 or b_drop != 0.0):
+    if not bias:
+        b_keep = b_drop = 0.0
+    mask_shape = [int(m) for m in ints[1:]]
+    if len(mask_shape) != x.dim():
         return None
-    if len(ints) - 1 != x.dim() or any(int(m) != s for m, s in zip(ints[1:], x.shape, strict=True)):
-        return None
+    lead = 0  # leading dimensions where the mask has x's size
+    while lead < x.dim() and mask_shape[lead] == x.shape[lead]:
+        lead += 1
+    if any(m != 1 for m in mask_shape[lead:]):
+        return None  # broadcast inside (e.g. LockedDropout's [N, 1, F]): the multiplier path
     thresh = int(ints[0])
+    if lead < x.dim() or b_keep != 0.0 or b_drop != 0.0:
+        if not x.is_contiguous() or x.numel() == 0:
+            return None
+        target = torch.empty_like(x) if out is None else x
+        weights = (w_keep, w_drop, b_keep, b_drop)
+        numel = math.prod(mask_shape)
+        if keyed.scale_groups(x, target, seed, offset, numel, thresh, weights):
+            return target
+        return None
     if x.is_contiguous():
         target = torch.empty_like(x) if out is None else x
         keyed.scale(x, target, seed, offset, thresh, w_keep, w_drop)

@@ -16,9 +16,18 @@ from dropkit.backends import resolve
 from dropkit.backends.base import Backend
 from dropkit.backends.reference import ReferenceBackend
 
-__all__ = ["bits", "keep_mask", "rows_of", "scale"]
+__all__ = ["bits", "keep_mask", "rows_of", "scale", "scale_groups"]
 
 _REFERENCE = ReferenceBackend()
+_PROBES: dict[torch.device, torch.Tensor] = {}  # an empty float32 tensor per device
+
+
+def _probe(device: torch.device) -> torch.Tensor:
+    """What the backend dispatch looks at for a mask on ``device`` (cached: no allocation)."""
+    probe = _PROBES.get(device)
+    if probe is None:
+        probe = _PROBES[device] = torch.empty(0, device=device)
+    return probe
 
 
 def rows_of(seed: torch.Tensor, numel: int) -> tuple[int, int]:
@@ -46,7 +55,7 @@ def keep_mask(
     seed: torch.Tensor, offset: int, numel: int, thresh: int, device: torch.device
 ) -> torch.Tensor:
     """Bool ``[numel]`` keep decisions (True = kept) of the call keyed by ``(seed, offset)``."""
-    backend = resolve(torch.empty(0, device=device))
+    backend = resolve(_probe(device))
     if _simple(seed, offset):
         return backend.keep_mask(numel, int(seed), thresh, device)
     rows, row_len = rows_of(seed, numel)
@@ -73,6 +82,31 @@ def scale(
 
 def bits(seed: torch.Tensor, offset: int, numel: int, device: torch.device) -> torch.Tensor:
     """The raw uint32 draws ``[numel]`` of the call, as float64 (exact) for noise variants."""
-    backend = resolve(torch.empty(0, device=device))
+    backend = resolve(_probe(device))
     rows, row_len = rows_of(seed, numel)
     return _keyed(backend, "bits_keys")(seed, offset, rows, row_len, device)
+
+
+def scale_groups(
+    x: torch.Tensor,
+    out: torch.Tensor,
+    seed: torch.Tensor,
+    offset: int,
+    mask_numel: int,
+    thresh: int,
+    weights: tuple[float, float, float, float],
+) -> bool:
+    """``out = x * w + b`` for a mask of ``mask_numel`` decisions, each over consecutive elements.
+
+    ``x`` (contiguous, ``out`` may alias it) is ``[mask_numel, inner]`` in memory order: a
+    mask ``[N, C, 1, ..., 1]`` broadcast over trailing dimensions, or a full mask. ``weights``
+    is ``(w_keep, w_drop, b_keep, b_drop)``. False when the backend declines (the caller then
+    takes the general path); the result is the same either way.
+    """
+    backend = resolve(x)
+    rows, row_len = rows_of(seed, mask_numel)
+    inner = x.numel() // mask_numel
+    method = getattr(backend, "scale_groups_keys", None)
+    if method is None:
+        return False
+    return method(x, out, seed, offset, rows, row_len, inner, thresh, weights)

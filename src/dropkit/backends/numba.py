@@ -85,8 +85,10 @@ def _key(seed: int, thresh: int) -> tuple[np.uint64, np.uint64, np.uint64]:
 
 def _row_keys(seed: torch.Tensor, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """The Philox key halves ``(lo32, hi32)`` of each row, as uint64 arrays ``[rows]``."""
-    flat = seed.reshape(-1).expand(rows) if seed.dim() == 0 else seed.reshape(-1)
-    keys = flat.contiguous().numpy().view(np.uint64)
+    if seed.dim() == 0:  # one key for every row: two tiny arrays, no tensor round trip
+        k0, k1 = rng.seed_key(int(seed))
+        return np.full(rows, k0, dtype=np.uint64), np.full(rows, k1, dtype=np.uint64)
+    keys = seed.detach().contiguous().numpy().view(np.uint64)
     return keys & np.uint64(rng.MASK32), keys >> np.uint64(32)
 
 
@@ -209,6 +211,42 @@ class NumbaBackend:
         xa = _flat(x)
         oa = xa if out is x else _flat(out)
         self._rows(xa, oa, row_len, keys0, keys1, offset, thresh, w_keep, w_drop)
+
+    def scale_groups_keys(
+        self,
+        x: torch.Tensor,
+        out: torch.Tensor,
+        seed: torch.Tensor,
+        offset: int,
+        rows: int,
+        row_len: int,
+        inner: int,
+        thresh: int,
+        weights: tuple[float, float, float, float],
+    ) -> bool:
+        """``out = x * w (+ b)``, one decision per ``inner`` elements; False to decline.
+
+        Serial: it declines inputs large enough for the parallel kernels (the caller then
+        multiplies by a broadcast weight tensor, in torch's threads).
+        """
+        n = x.numel()
+        if n >= 2 * self._min_part:
+            return False
+        if n == 0:
+            return True
+        keys0, keys1 = _row_keys(seed, rows)
+        w_keep, w_drop, b_keep, b_drop = weights
+        wide = x.detach().float() if x.dtype in (torch.float16, torch.bfloat16) else None
+        xa = _flat(x if wide is None else wide)
+        oa = xa if (out is x or wide is not None) else _flat(out)
+        f = xa.dtype.type
+        self._k.scale_groups(
+            xa, oa, inner, row_len, keys0, keys1, np.uint64(offset), np.uint64(thresh),
+            f(w_keep), f(w_drop), f(b_keep), f(b_drop), b_keep != 0.0 or b_drop != 0.0,
+        )
+        if wide is not None:  # narrowed with torch's rounding, as the reference
+            out.detach().copy_(wide)
+        return True
 
     def _rows(
         self,

@@ -77,6 +77,33 @@ class ReferenceBackend:
         keep = self.keep_mask_keys(seed, offset, rows, row_len, thresh, x.device)
         self._select(x, out, keep.view(x.shape), w_keep, w_drop)
 
+    def scale_groups_keys(
+        self,
+        x: torch.Tensor,
+        out: torch.Tensor,
+        seed: torch.Tensor,
+        offset: int,
+        rows: int,
+        row_len: int,
+        inner: int,
+        thresh: int,
+        weights: tuple[float, float, float, float],
+    ) -> bool:
+        keep = self.keep_mask_keys(seed, offset, rows, row_len, thresh, x.device)
+        keep = keep.view(rows * row_len, 1)  # [M, 1]: one decision per group of ``inner``
+        dtype = opmath_dtype(x.dtype)
+        w_keep, w_drop, b_keep, b_drop = weights
+
+        def select(a: float, b: float) -> torch.Tensor:
+            first = torch.tensor(a, dtype=dtype, device=x.device)
+            return torch.where(keep, first, torch.tensor(b, dtype=dtype, device=x.device))
+
+        y = x.reshape(-1, inner).to(dtype) * select(w_keep, w_drop)  # [M, inner]
+        if b_keep != 0.0 or b_drop != 0.0:
+            y = y + select(b_keep, b_drop)
+        out.copy_(y.view(x.shape))
+        return True
+
     @staticmethod
     def _select(
         x: torch.Tensor, out: torch.Tensor, keep: torch.Tensor, w_keep: float, w_drop: float

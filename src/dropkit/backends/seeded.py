@@ -127,16 +127,7 @@ def fresh_seed() -> torch.Tensor:
     return _draw()
 
 
-# ---------------------------------------------------------------- when a graph node is needed
-def _needs_function(x: torch.Tensor) -> bool:
-    """Whether an eager call must go through the autograd Function (else a direct call)."""
-    return (
-        (x.requires_grad and torch.is_grad_enabled())
-        or _fwad._current_level >= 0  # inside a forward-AD dual level
-        or torch._C._are_functorch_transforms_active()
-    )
-
-
+# ---------------------------------------------------------------- the eager graph node
 def _plain(t: torch.Tensor) -> torch.Tensor:
     """``t`` without torch.func's wrappers (a seed made inside ``grad``/``jvp`` is wrapped)."""
     while torch._C._functorch.is_functorch_wrapped_tensor(t):
@@ -160,11 +151,58 @@ def _set_version(x: torch.Tensor, version: int | None) -> None:
         torch._C._autograd._unsafe_set_version_counter((x,), (version,))
 
 
+def _forward(
+    x: torch.Tensor,
+    op: SeededMultiply,
+    seed: torch.Tensor,
+    offset: int,
+    ints: list[int],
+    floats: list[float],
+    bias: bool,
+    inplace: bool,
+    lead: int,
+) -> torch.Tensor:
+    """The graph node's forward (grad mode off); in place leaves the count to mark_dirty."""
+    if not inplace:
+        return op.compute(x, seed, offset, ints, floats, bias, None, lead)
+    before = _version(x)
+    y = op.compute(x, seed, offset, ints, floats, bias, x, lead)
+    _set_version(x, before)  # mark_dirty counts the write (once)
+    return y
+
+
+def _backward(ctx: Any, grad: torch.Tensor) -> tuple:
+    op, seed, offset, ints, floats, lead = ctx.args
+    grad_x = op.apply(grad, seed, offset, ints, floats, bias=False, lead=lead)
+    return grad_x, None, None, None, None, None, None, None, None
+
+
+def _jvp(ctx: Any, x_t: torch.Tensor, *_: object) -> torch.Tensor:
+    op, seed, offset, ints, floats, lead = ctx.args
+    return op.apply(x_t, seed, offset, ints, floats, bias=False, inplace=ctx.inplace, lead=lead)
+
+
+def _remember(ctx: Any, x: torch.Tensor, inputs: tuple) -> None:
+    _, op, seed, offset, ints, floats, _, inplace, lead = inputs
+    # The keys and the parameters: nothing per element is kept for backward.
+    ctx.args = (op, seed, offset, ints, floats, lead)
+    ctx.inplace = inplace
+    if inplace:
+        ctx.mark_dirty(x)
+
+
 class _Eager(torch.autograd.Function):
-    """The eager graph node of every :class:`SeededMultiply` (out of place or in place)."""
+    """The eager graph node of every :class:`SeededMultiply` (out of place or in place).
+
+    Written in the ``forward(ctx, ...)`` style: with a separate ``setup_context``,
+    ``Function.apply`` binds the arguments through ``inspect.signature`` on every call (about
+    50 us). :class:`_EagerFunc` is the same node in the style torch.func needs, used only
+    under its transforms.
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
+        ctx: Any,
         x: torch.Tensor,
         op: SeededMultiply,
         seed: torch.Tensor,
@@ -175,34 +213,24 @@ class _Eager(torch.autograd.Function):
         inplace: bool,
         lead: int,
     ) -> torch.Tensor:
-        if not inplace:
-            return op.compute(x, seed, offset, ints, floats, bias, None, lead)
-        before = _version(x)
-        y = op.compute(x, seed, offset, ints, floats, bias, x, lead)
-        _set_version(x, before)  # mark_dirty counts the write (once)
-        return y
+        _remember(ctx, x, (x, op, seed, offset, ints, floats, bias, inplace, lead))
+        return _forward(x, op, seed, offset, ints, floats, bias, inplace, lead)
+
+    backward = staticmethod(_backward)  # type: ignore[assignment]
+    jvp = staticmethod(_jvp)  # type: ignore[assignment]
+
+
+class _EagerFunc(torch.autograd.Function):
+    """:class:`_Eager` for ``torch.func`` (``setup_context`` and a ``vmap`` rule)."""
+
+    forward = staticmethod(_forward)  # type: ignore[assignment]
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
-        x, op, seed, offset, ints, floats, _, inplace, lead = inputs
-        # The keys and the parameters: nothing per element is kept for backward.
-        ctx.args = (op, seed, offset, ints, floats, lead)
-        ctx.inplace = inplace
-        if inplace:
-            ctx.mark_dirty(x)
+        _remember(ctx, inputs[0], inputs)
 
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple:  # type: ignore[override]
-        op, seed, offset, ints, floats, lead = ctx.args
-        grad_x = op.apply(grad, seed, offset, ints, floats, bias=False, lead=lead)
-        return grad_x, None, None, None, None, None, None, None, None
-
-    @staticmethod
-    def jvp(ctx: Any, x_t: torch.Tensor, *_: object) -> torch.Tensor:  # type: ignore[override]
-        op, seed, offset, ints, floats, lead = ctx.args
-        return op.apply(
-            x_t, seed, offset, ints, floats, bias=False, inplace=ctx.inplace, lead=lead
-        )
+    backward = staticmethod(_backward)  # type: ignore[assignment]
+    jvp = staticmethod(_jvp)  # type: ignore[assignment]
 
     @staticmethod
     def vmap(  # type: ignore[override]
@@ -312,7 +340,9 @@ class SeededMultiply:
                 ints = [int(v) for v in ints]
             y = self.op(x, seed, offset, ints, floats, bias)
             return x.copy_(y) if inplace else y
-        if _needs_function(x):
+        if torch._C._are_functorch_transforms_active():
+            return _EagerFunc.apply(x, self, seed, offset, ints, floats, bias, inplace, lead)
+        if (x.requires_grad and torch.is_grad_enabled()) or _fwad._current_level >= 0:
             return _Eager.apply(x, self, seed, offset, ints, floats, bias, inplace, lead)
         return self.compute(x, seed, offset, ints, floats, bias, x if inplace else None, lead)
 

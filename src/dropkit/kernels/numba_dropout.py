@@ -45,6 +45,7 @@ __all__ = [
     "scale_at",
     "scale_bf16_parallel",
     "scale_bf16_serial",
+    "scale_groups",
     "scale_parallel",
     "scale_rows_parallel",
     "scale_rows_serial",
@@ -408,3 +409,48 @@ def bits_rows(
     for r in range(keys0.shape[0]):
         lo = r * row_len
         bits_at(out[lo : lo + row_len], start, keys0[r], keys1[r])
+
+
+@njit(**_OPTS)
+def scale_groups(
+    x: np.ndarray,
+    out: np.ndarray,
+    inner: int,
+    row_len: int,
+    keys0: np.ndarray,
+    keys1: np.ndarray,
+    start: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.floating,
+    w_drop: np.floating,
+    b_keep: np.floating,
+    b_drop: np.floating,
+    has_bias: bool,
+) -> None:
+    """A mask of ``rows * row_len`` decisions, each over ``inner`` consecutive elements.
+
+    ``x`` and ``out`` are flat ``[rows * row_len * inner]`` (``out`` may be ``x``): the mask
+    ``[N, C, 1, ..., 1]`` of channel dropout or drop path broadcast over its trailing
+    dimensions, or a full mask with ``inner == 1``. Mask element ``j`` of row ``r`` is
+    element ``start + j`` of row ``r``'s stream; its elements get
+    ``x * (w_keep or w_drop)``, plus ``(b_keep or b_drop)`` when ``has_bias`` (a separate
+    add: no fused multiply-add, as the reference).
+    """
+    bits = np.empty(row_len, np.uint32)
+    th = np.uint32(thresh)
+    for r in range(keys0.shape[0]):
+        bits_at(bits, start, keys0[r], keys1[r])
+        base = r * row_len * inner
+        for j in range(row_len):
+            keep = bits[j] >= th
+            w = w_keep if keep else w_drop
+            lo = base + j * inner
+            xs = x[lo : lo + inner]
+            os = out[lo : lo + inner]
+            if has_bias:
+                b = b_keep if keep else b_drop
+                for t in range(inner):
+                    os[t] = xs[t] * w + b
+            else:
+                for t in range(inner):
+                    os[t] = xs[t] * w
