@@ -105,8 +105,8 @@ def mc_predict(
     table, a sequence-first RNN; such a call gets the key ``(seed, t, c)``) makes
     ``chunk=None`` fall back to one sample per forward (an explicit ``chunk > 1`` raises).
     Explicit ``seed=`` of functional dropout calls inside the model is overridden (re-keyed
-    the same way). torch.nn dropout modules cannot be re-keyed: a model containing one raises RuntimeError (run
-    :func:`dropkit.convert` first); ``torch.nn.functional.dropout`` calls inside ``forward``
+    the same way). torch.nn dropout modules cannot be re-keyed: a model containing one
+    raises RuntimeError (run :func:`dropkit.convert` first); ``torch.nn.functional.dropout`` calls inside ``forward``
     cannot be detected and stay random. torch's global generator is left as it was, apart
     from one draw for ``seed=None``.
 
