@@ -106,9 +106,9 @@ def mc_predict(
     ``chunk=None`` fall back to one sample per forward (an explicit ``chunk > 1`` raises).
     Explicit ``seed=`` of functional dropout calls inside the model is overridden (re-keyed
     the same way). torch.nn dropout modules cannot be re-keyed: a model containing one
-    raises RuntimeError (run :func:`dropkit.convert` first); ``torch.nn.functional.dropout`` calls inside ``forward``
-    cannot be detected and stay random. torch's global generator is left as it was, apart
-    from one draw for ``seed=None``.
+    raises RuntimeError (run :func:`dropkit.convert` first); ``torch.nn.functional.dropout``
+    calls inside ``forward`` cannot be detected and stay random. torch's global generator is
+    left as it was, apart from one draw for ``seed=None``.
 
     Args:
         model: the network; its output must be a tensor with dim 0 the batch.
