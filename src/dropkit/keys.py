@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -48,9 +48,10 @@ _UINT64 = 1 << 64
 FoldError = _mc_context.FoldError
 
 
-@dataclass(frozen=True)
-class Keys:
+class Keys(NamedTuple):
     """The keys of one random call (see the module docstring and docs/mask-spec.md).
+
+    An immutable value (a named tuple: cheap to make on every call).
 
     Example:
         >>> import torch

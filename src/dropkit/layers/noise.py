@@ -55,10 +55,16 @@ def normal_keys(
     count = lead + row_len
     count += count & 1  # [rows, count]: whole pairs around every row
     u = uniform_keys(seed, start, rows * count, device).view(rows, count // 2, 2)
-    radius = torch.sqrt(-2.0 * torch.log(u[..., 0]))
-    angle = (2.0 * math.pi) * u[..., 1]
-    z = torch.stack((radius * torch.cos(angle), radius * torch.sin(angle)), dim=-1)
-    return z.reshape(rows, count)[:, lead : lead + row_len].reshape(-1)
+    # In place where a fresh tensor is at hand (the same IEEE operations, fewer tensors):
+    radius = torch.log(u[..., 0]).mul_(-2.0).sqrt_()  # sqrt(-2 ln a)
+    angle = u[..., 1].mul(2.0 * math.pi)  # 2 pi b
+    z = torch.empty_like(u)  # [rows, count / 2, 2]: (cos, sin) pairs in element order
+    torch.mul(radius, torch.cos(angle), out=z[..., 0])
+    torch.mul(radius, angle.sin_(), out=z[..., 1])
+    z = z.view(rows, count)
+    if lead == 0 and count == row_len:
+        return z.view(-1)
+    return z[:, lead : lead + row_len].reshape(-1)
 
 
 def uniform(numel: int, seed: int, device: torch.device | str | None = None) -> torch.Tensor:
