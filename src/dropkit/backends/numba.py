@@ -248,6 +248,29 @@ class NumbaBackend:
             out.detach().copy_(wide)
         return True
 
+    def drop_block_keys(
+        self,
+        x: torch.Tensor,
+        out: torch.Tensor,
+        seed: torch.Tensor,
+        offset: int,
+        thresh: int,
+        block: int,
+    ) -> bool:
+        """DropBlock in one pass (float32/float64, serial); False to decline (half types,
+        inputs large enough for torch's threads)."""
+        if x.dtype not in (torch.float32, torch.float64) or x.numel() >= 2 * self._min_part:
+            return False
+        rows = 1 if seed.dim() == 0 else seed.shape[0]
+        keys0, keys1 = _row_keys(seed, rows)
+        shape = np.array(x.shape, dtype=np.int64)
+        xa = _flat(x)
+        oa = xa if out is x else _flat(out)
+        self._k.drop_block_rows(
+            xa, oa, shape, block, keys0, keys1, np.uint64(offset), np.uint64(thresh)
+        )
+        return True
+
     def _rows(
         self,
         xa: np.ndarray,

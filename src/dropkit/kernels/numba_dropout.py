@@ -38,6 +38,7 @@ __all__ = [
     "CHUNK",
     "bits_at",
     "bits_rows",
+    "drop_block_rows",
     "keep_mask_at",
     "keep_mask_parallel",
     "keep_mask_rows",
@@ -454,3 +455,55 @@ def scale_groups(
             else:
                 for t in range(inner):
                     os[t] = xs[t] * w
+
+
+@njit(**_OPTS)
+def drop_block_rows(
+    x: np.ndarray,
+    out: np.ndarray,
+    shape: np.ndarray,
+    block: int,
+    keys0: np.ndarray,
+    keys1: np.ndarray,
+    start: np.uint64,
+    thresh: np.uint64,
+) -> None:
+    """DropBlock on flat ``(N, C, H, W)`` float arrays, as ``dropkit.layers.drop_block``.
+
+    ``shape`` is ``[N, C, H, W]``. With ``R = len(keys0)`` keys (``R == 1`` or ``R == N``)
+    the draws are ``R`` rows of the stream, ``N*C*H*W / R`` each: a corner ``(n, c, i, j)``
+    with ``i <= H - b`` and ``j <= W - b`` seeds a ``b x b`` block iff its draw is *below*
+    ``thresh``. Sample ``n``'s kept units are scaled by ``C*H*W / kept(n)`` (float64,
+    rounded once to the array's dtype; ``inf`` when it keeps none, then every unit is
+    dropped), dropped units multiplied by 0. ``out`` may be ``x``.
+    """
+    n_, c_, h_, w_ = shape[0], shape[1], shape[2], shape[3]
+    per_sample = c_ * h_ * w_
+    row_len = (n_ * per_sample) // keys0.shape[0]
+    bits = np.empty(row_len, np.uint32)
+    dropped = np.zeros(n_ * per_sample, np.uint8)
+    th = np.uint32(thresh)
+    b = block
+    for r in range(keys0.shape[0]):
+        bits_at(bits, start, keys0[r], keys1[r])
+        base = r * row_len
+        for t in range(row_len):
+            if bits[t] < th:
+                e = base + t
+                j = e % w_
+                i = (e // w_) % h_
+                if i <= h_ - b and j <= w_ - b:
+                    plane = e - i * w_ - j
+                    for di in range(b):
+                        row = plane + (i + di) * w_ + j
+                        for dj in range(b):
+                            dropped[row + dj] = 1
+    zero = x.dtype.type(0.0)
+    for s in range(n_):
+        lo = s * per_sample
+        kept = 0
+        for t in range(per_sample):
+            kept += 1 - dropped[lo + t]
+        scale = x.dtype.type(np.float64(per_sample) / np.float64(kept))
+        for t in range(per_sample):
+            out[lo + t] = x[lo + t] * (zero if dropped[lo + t] else scale)

@@ -24,7 +24,7 @@ import torch.nn.functional as tF
 
 from dropkit import keys, rng
 from dropkit._checks import check_dtype, check_input, check_p, check_training
-from dropkit.backends import keyed
+from dropkit.backends import keyed, resolve
 from dropkit.backends.seeded import SeededMultiply
 from dropkit.keys import scalar_seed
 from dropkit.layers.base import StochasticModule
@@ -69,13 +69,32 @@ def _multiplier(
     thresh, b = int(ints[0]), int(ints[1])
     dropped = _dropped(shape, seed, offset, thresh, b, device)  # [N, C, H, W]
     kept = (~dropped).flatten(1).sum(1).to(torch.float64)  # [N], exact counts
-    per_sample = shape[1] * shape[2] * shape[3]
-    scale = (per_sample / kept).to(dtype).view(-1, 1, 1, 1)  # inf where a sample keeps none
+    per_sample = torch.tensor(float(shape[1] * shape[2] * shape[3]), dtype=torch.float64)
+    # A true float64 division (``int / tensor`` would multiply by a reciprocal), rounded
+    # once to ``dtype``; inf where a sample keeps none (then every unit is dropped).
+    scale = (per_sample.to(device) / kept).to(dtype).view(-1, 1, 1, 1)
     zero = torch.zeros((), dtype=dtype, device=device)
     return torch.where(dropped, zero, scale), None
 
 
-DROP_BLOCK2D = SeededMultiply("drop_block2d", _multiplier)
+def _fused(
+    x: torch.Tensor,
+    out: torch.Tensor | None,
+    seed: torch.Tensor,
+    offset: int,
+    ints: Sequence[int],
+    floats: Sequence[float],
+    bias: bool,
+) -> torch.Tensor | None:
+    """The whole op in one backend pass where the backend has one (numba), else None."""
+    method = getattr(resolve(x), "drop_block_keys", None)
+    if method is None or not x.is_contiguous() or x.numel() == 0:
+        return None
+    target = torch.empty_like(x) if out is None else x
+    return target if method(x, target, seed, offset, int(ints[0]), int(ints[1])) else None
+
+
+DROP_BLOCK2D = SeededMultiply("drop_block2d", _multiplier, _fused)
 
 
 def block_gamma(p: float, block_size: int, height: int, width: int) -> float:
