@@ -314,7 +314,6 @@ def compile_checks(check: Checker) -> None:
     from torch import nn
 
     import dropkit
-    from dropkit.backends import ops  # noqa: F401  (registers the dropkit:: ops)
 
     for p in (0.1, 0.5):
         torch.manual_seed(3)
@@ -381,38 +380,17 @@ def compile_checks(check: Checker) -> None:
             check("compiled (aot_eager) vs eager on CUDA: bit for bit", out_eq and grads_eq)
 
     gen = torch.Generator().manual_seed(0)
-    s = torch.tensor(7)
+    s, rows = torch.tensor(7), torch.tensor([3, -5, 2**40])  # a scalar key, per-row keys
+    # (x, seed, offset, [thresh, *mask_shape], [w_keep, w_drop, b_keep, b_drop], bias)
     samples = [
-        (
-            torch.randn(3, 5, generator=gen).cuda().requires_grad_(),
-            s,
-            1000,
-            [3, 5],
-            1.5,
-            0.0,
-            0.0,
-            0.0,
-        ),
-        (
-            torch.randn(8, generator=gen).to("cuda", torch.bfloat16).requires_grad_(),
-            s,
-            2**30,
-            [8],
-            1.0,
-            0.0,
-            0.0,
-            0.0,
-        ),
-        (
-            torch.randn(2, 3, 4, generator=gen).cuda().requires_grad_(),
-            s,
-            2**29,
-            [2, 3, 1],
-            0.9,
-            0.0,
-            0.2,
-            -0.4,
-        ),
+        (torch.randn(3, 5, generator=gen).cuda().requires_grad_(), s, 0, [1000, 3, 5],
+         [1.5, 0.0, 0.0, 0.0], True),
+        (torch.randn(8, generator=gen).to("cuda", torch.bfloat16).requires_grad_(), s, 0,
+         [2**30, 8], [1.0, 0.0, 0.0, 0.0], True),
+        (torch.randn(2, 3, 4, generator=gen).cuda().requires_grad_(), s, 0, [2**29, 2, 3, 1],
+         [0.9, 0.0, 0.2, -0.4], True),
+        (torch.randn(3, 7, generator=gen).cuda().requires_grad_(), rows, 3, [2**31, 3, 7],
+         [2.0, 0.0, 0.0, 0.0], True),
     ]
     for i, sample in enumerate(samples):
         try:
