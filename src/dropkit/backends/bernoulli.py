@@ -69,19 +69,23 @@ def _fused(
     mask_shape = [int(m) for m in ints[1:]]
     if len(mask_shape) != x.dim():
         return None
-    lead = 0  # leading dimensions where the mask has x's size
-    while lead < x.dim() and mask_shape[lead] == x.shape[lead]:
+    # The mask must read [outer dims, broadcast dims (1), inner dims] against x's shape.
+    dims, lead = x.dim(), 0
+    while lead < dims and mask_shape[lead] == x.shape[lead]:
         lead += 1
-    if any(m != 1 for m in mask_shape[lead:]):
-        return None  # broadcast inside (e.g. LockedDropout's [N, 1, F]): the multiplier path
+    end = lead
+    while end < dims and mask_shape[end] == 1:
+        end += 1
+    if any(m != s for m, s in zip(mask_shape[end:], x.shape[end:], strict=True)):
+        return None  # more than one broadcast block: the multiplier path
     thresh = int(ints[0])
-    if lead < x.dim() or b_keep != 0.0 or b_drop != 0.0:
+    if lead < dims or b_keep != 0.0 or b_drop != 0.0:
         if not x.is_contiguous() or x.numel() == 0:
             return None
         target = torch.empty_like(x) if out is None else x
         weights = (w_keep, w_drop, b_keep, b_drop)
-        numel = math.prod(mask_shape)
-        if keyed.scale_groups(x, target, seed, offset, numel, thresh, weights):
+        mid, inner = math.prod(x.shape[lead:end]), math.prod(x.shape[end:])
+        if keyed.scale_groups(x, target, seed, offset, mid, inner, thresh, weights):
             return target
         return None
     if x.is_contiguous():

@@ -92,21 +92,22 @@ def scale_groups(
     out: torch.Tensor,
     seed: torch.Tensor,
     offset: int,
-    mask_numel: int,
+    mid: int,
+    inner: int,
     thresh: int,
     weights: tuple[float, float, float, float],
 ) -> bool:
-    """``out = x * w + b`` for a mask of ``mask_numel`` decisions, each over consecutive elements.
+    """``out = x * w + b``, a mask ``[outer, inner]`` broadcast over ``x[outer, mid, inner]``.
 
-    ``x`` (contiguous, ``out`` may alias it) is ``[mask_numel, inner]`` in memory order: a
-    mask ``[N, C, 1, ..., 1]`` broadcast over trailing dimensions, or a full mask. ``weights``
-    is ``(w_keep, w_drop, b_keep, b_drop)``. False when the backend declines (the caller then
+    ``x`` is contiguous (``out`` may alias it); the mask's ``outer * inner`` decisions are
+    numbered row-major. ``[N, C, 1, ..., 1]`` masks have ``inner == 1``, LockedDropout's
+    ``[N, 1, F]`` has ``mid == T``, a full mask ``mid == 1``. ``weights`` is
+    ``(w_keep, w_drop, b_keep, b_drop)``. False when the backend declines (the caller then
     takes the general path); the result is the same either way.
     """
     backend = resolve(x)
-    rows, row_len = rows_of(seed, mask_numel)
-    inner = x.numel() // mask_numel
+    rows, row_len = rows_of(seed, x.numel() // mid)
     method = getattr(backend, "scale_groups_keys", None)
     if method is None:
         return False
-    return method(x, out, seed, offset, rows, row_len, inner, thresh, weights)
+    return method(x, out, seed, offset, rows, row_len, mid, inner, thresh, weights)

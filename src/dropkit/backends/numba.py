@@ -220,11 +220,13 @@ class NumbaBackend:
         offset: int,
         rows: int,
         row_len: int,
+        mid: int,
         inner: int,
         thresh: int,
         weights: tuple[float, float, float, float],
     ) -> bool:
-        """``out = x * w (+ b)``, one decision per ``inner`` elements; False to decline.
+        """``out = x * w (+ b)``, a mask ``[outer, inner]`` over ``x`` as ``[outer, mid, inner]``;
+        False to decline.
 
         Serial: it declines inputs large enough for the parallel kernels (the caller then
         multiplies by a broadcast weight tensor, in torch's threads).
@@ -241,7 +243,7 @@ class NumbaBackend:
         oa = xa if (out is x or wide is not None) else _flat(out)
         f = xa.dtype.type
         self._k.scale_groups(
-            xa, oa, inner, row_len, keys0, keys1, np.uint64(offset), np.uint64(thresh),
+            xa, oa, mid, inner, row_len, keys0, keys1, np.uint64(offset), np.uint64(thresh),
             f(w_keep), f(w_drop), f(b_keep), f(b_drop), b_keep != 0.0 or b_drop != 0.0,
         )
         if wide is not None:  # narrowed with torch's rounding, as the reference

@@ -85,12 +85,13 @@ class ReferenceBackend:
         offset: int,
         rows: int,
         row_len: int,
+        mid: int,
         inner: int,
         thresh: int,
         weights: tuple[float, float, float, float],
     ) -> bool:
         keep = self.keep_mask_keys(seed, offset, rows, row_len, thresh, x.device)
-        keep = keep.view(rows * row_len, 1)  # [M, 1]: one decision per group of ``inner``
+        keep = keep.view(-1, 1, inner)  # [outer, 1, inner], broadcast over ``mid``
         dtype = opmath_dtype(x.dtype)
         w_keep, w_drop, b_keep, b_drop = weights
 
@@ -98,7 +99,7 @@ class ReferenceBackend:
             first = torch.tensor(a, dtype=dtype, device=x.device)
             return torch.where(keep, first, torch.tensor(b, dtype=dtype, device=x.device))
 
-        y = x.reshape(-1, inner).to(dtype) * select(w_keep, w_drop)  # [M, inner]
+        y = x.reshape(-1, mid, inner).to(dtype) * select(w_keep, w_drop)  # [outer, mid, inner]
         if b_keep != 0.0 or b_drop != 0.0:
             y = y + select(b_keep, b_drop)
         out.copy_(y.view(x.shape))

@@ -416,6 +416,7 @@ def bits_rows(
 def scale_groups(
     x: np.ndarray,
     out: np.ndarray,
+    mid: int,
     inner: int,
     row_len: int,
     keys0: np.ndarray,
@@ -428,33 +429,48 @@ def scale_groups(
     b_drop: np.floating,
     has_bias: bool,
 ) -> None:
-    """A mask of ``rows * row_len`` decisions, each over ``inner`` consecutive elements.
+    """A mask ``[outer, inner]`` broadcast over the middle of ``x`` as ``[outer, mid, inner]``.
 
-    ``x`` and ``out`` are flat ``[rows * row_len * inner]`` (``out`` may be ``x``): the mask
-    ``[N, C, 1, ..., 1]`` of channel dropout or drop path broadcast over its trailing
-    dimensions, or a full mask with ``inner == 1``. Mask element ``j`` of row ``r`` is
-    element ``start + j`` of row ``r``'s stream; its elements get
-    ``x * (w_keep or w_drop)``, plus ``(b_keep or b_drop)`` when ``has_bias`` (a separate
-    add: no fused multiply-add, as the reference).
+    ``x`` and ``out`` are flat (``out`` may be ``x``). This covers the masks of channel
+    dropout and drop path (``[N, C, 1, ..., 1]``: ``inner == 1``), LockedDropout
+    (``[N, 1, F]``), and a full mask (``mid == 1``) with alpha dropout's bias. The mask has
+    ``rows * row_len`` decisions (``rows = len(keys0)``): decision ``j`` of row ``r`` is
+    element ``start + j`` of row ``r``'s stream. Each element gets ``x * (w_keep or w_drop)``,
+    plus ``(b_keep or b_drop)`` when ``has_bias`` (a separate add: no fused multiply-add, as
+    the reference).
     """
     bits = np.empty(row_len, np.uint32)
     th = np.uint32(thresh)
+    outer_per_row = row_len // inner
     for r in range(keys0.shape[0]):
         bits_at(bits, start, keys0[r], keys1[r])
-        base = r * row_len * inner
-        for j in range(row_len):
-            keep = bits[j] >= th
-            w = w_keep if keep else w_drop
-            lo = base + j * inner
-            xs = x[lo : lo + inner]
-            os = out[lo : lo + inner]
-            if has_bias:
+        for oo in range(outer_per_row):
+            o = r * outer_per_row + oo
+            if inner == 1:  # one decision per run of ``mid`` elements: a vector loop over it
+                keep = bits[oo] >= th
+                w = w_keep if keep else w_drop
                 b = b_keep if keep else b_drop
-                for t in range(inner):
-                    os[t] = xs[t] * w + b
-            else:
-                for t in range(inner):
-                    os[t] = xs[t] * w
+                xs = x[o * mid : (o + 1) * mid]
+                os = out[o * mid : (o + 1) * mid]
+                if has_bias:
+                    for t in range(mid):
+                        os[t] = xs[t] * w + b
+                else:
+                    for t in range(mid):
+                        os[t] = xs[t] * w
+                continue
+            ms = bits[oo * inner : (oo + 1) * inner]
+            for t in range(mid):  # a vector loop over ``inner`` decisions
+                lo = (o * mid + t) * inner
+                xs = x[lo : lo + inner]
+                os = out[lo : lo + inner]
+                if has_bias:
+                    for f in range(inner):
+                        keep = ms[f] >= th
+                        os[f] = xs[f] * (w_keep if keep else w_drop) + (b_keep if keep else b_drop)
+                else:
+                    for f in range(inner):
+                        os[f] = xs[f] * (w_keep if ms[f] >= th else w_drop)
 
 
 @njit(**_OPTS)
