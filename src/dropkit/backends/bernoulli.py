@@ -66,6 +66,9 @@ def _fused(
     w_keep, w_drop, b_keep, b_drop = floats
     if not bias:
         b_keep = b_drop = 0.0
+    thresh = int(ints[0])
+    if b_keep == 0.0 and b_drop == 0.0 and ints[1:] == list(x.shape):  # the common case
+        return _per_element(x, out, seed, offset, thresh, w_keep, w_drop)
     mask_shape = [int(m) for m in ints[1:]]
     if len(mask_shape) != x.dim():
         return None
@@ -78,7 +81,6 @@ def _fused(
         end += 1
     if any(m != s for m, s in zip(mask_shape[end:], x.shape[end:], strict=True)):
         return None  # more than one broadcast block: the multiplier path
-    thresh = int(ints[0])
     if lead < dims or b_keep != 0.0 or b_drop != 0.0:
         if not x.is_contiguous() or x.numel() == 0:
             return None
@@ -88,6 +90,19 @@ def _fused(
         if keyed.scale_groups(x, target, seed, offset, mid, inner, thresh, weights):
             return target
         return None
+    return _per_element(x, out, seed, offset, thresh, w_keep, w_drop)
+
+
+def _per_element(
+    x: torch.Tensor,
+    out: torch.Tensor | None,
+    seed: torch.Tensor,
+    offset: int,
+    thresh: int,
+    w_keep: float,
+    w_drop: float,
+) -> torch.Tensor:
+    """A per-element mask without bias: the backend's fused (parallel) scale kernel."""
     if x.is_contiguous():
         target = torch.empty_like(x) if out is None else x
         keyed.scale(x, target, seed, offset, thresh, w_keep, w_drop)
