@@ -210,3 +210,18 @@ def test_jit_trace_draws_fresh_masks_like_eager(backend: str) -> None:
         x.requires_grad_()
         traced(x).sum().backward()
         assert x.grad is not None and bool(torch.isfinite(x.grad).all())
+
+
+@pytest.mark.parametrize("name", list(ELEMENTWISE))
+def test_gradcheck_with_batched_and_forward_gradients(name: str) -> None:
+    """torch's OpInfo checks for dropout: gradcheck with forward AD and batched gradients
+    (backward under torch's legacy vmap, which hands the op batched tensors), and
+    gradgradcheck (forward-over-reverse and reverse-over-reverse)."""
+    f = ELEMENTWISE[name]
+    x = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        f, (x,), check_forward_ad=True, check_batched_grad=True, check_batched_forward_grad=True
+    )
+    assert torch.autograd.gradgradcheck(
+        f, (x,), check_fwd_over_rev=True, check_rev_over_rev=True, check_batched_grad=True
+    )
