@@ -225,3 +225,19 @@ def test_gradcheck_with_batched_and_forward_gradients(name: str) -> None:
     assert torch.autograd.gradgradcheck(
         f, (x,), check_fwd_over_rev=True, check_rev_over_rev=True, check_batched_grad=True
     )
+
+
+@pytest.mark.parametrize("name", list(ELEMENTWISE))
+def test_negated_views_are_read_by_value(name: str) -> None:
+    """torch's TestMathBits: an input with the negative bit set (``torch._neg_view``) gives
+    what its resolved values give; the kernels cannot read such a view's memory as is."""
+    f, x = ELEMENTWISE[name], _x()
+    torch.testing.assert_close(f(torch._neg_view(x)), f(-x), rtol=0, atol=0)
+
+
+def test_inplace_on_a_negated_view_writes_through() -> None:
+    h = torch.randn(8)
+    view = torch._neg_view(h)
+    want = F.dropout(-h, 0.5, seed=3)
+    assert F.dropout(view, 0.5, True, True, seed=3) is view
+    assert torch.equal(view, want) and torch.equal(-h, want)

@@ -382,6 +382,9 @@ class SeededMultiply:
         out: torch.Tensor | None,
         lead: int,
     ) -> torch.Tensor:
+        if x.is_neg():  # a lazily negated view (torch._neg_view): kernels need its values
+            y = self._compute(x.resolve_neg(), seed, offset, ints, floats, bias, None, lead)
+            return y if out is None else out.copy_(y)
         # A kernel needs plain memory: torch's legacy vmap (gradcheck's batched-gradient
         # check runs backward under it) hands over batched tensors, which take the
         # multiplier path below, made of torch ops that have batching rules.
