@@ -241,3 +241,35 @@ def test_inplace_on_a_negated_view_writes_through() -> None:
     want = F.dropout(-h, 0.5, seed=3)
     assert F.dropout(view, 0.5, True, True, seed=3) is view
     assert torch.equal(view, want) and torch.equal(-h, want)
+
+
+def test_fake_meta_subclasses_and_dispatch_modes_see_the_op() -> None:
+    """A kernel reading memory would bypass these: they go through the custom op instead."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.testing._internal.logging_tensor import LoggingTensor
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    with FakeTensorMode():
+        fake = torch.randn(4, 8)
+        for f in (lambda t: F.dropout(t, 0.5), lambda t: F.gaussian_dropout(t, 0.5),
+                  lambda t: F.concrete_dropout(t, torch.tensor(0.0))):
+            out = f(fake)
+            assert type(out).__name__ == "FakeTensor" and out.shape == (4, 8)
+    meta = torch.randn(2, 3, 4, 4, device="meta")
+    assert F.dropout2d(meta, 0.5).device.type == "meta"
+    assert type(F.dropout(LoggingTensor(torch.randn(3)), 0.5, seed=1)) is LoggingTensor
+
+    class Record(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    x = torch.randn(4, 8)
+    with Record() as mode:
+        y = F.dropout(x, 0.5, seed=1)
+    assert any("dropkit.mask_affine" in name for name in mode.ops), mode.ops
+    assert torch.equal(y, F.dropout(x, 0.5, seed=1))

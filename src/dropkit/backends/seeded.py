@@ -136,6 +136,23 @@ def _plain(t: torch.Tensor) -> torch.Tensor:
 
 
 _is_legacy_batched = torch._C._functorch.is_legacy_batchedtensor
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+def _dispatched(x: torch.Tensor | None, device: torch.device | None = None) -> bool:
+    """Whether a call must go through the custom op (the dispatcher) to be seen or served.
+
+    torch.compile and torch.jit.trace record it; a tensor subclass (FakeTensor, DTensor,
+    a ``__torch_dispatch__`` wrapper) or an active ``TorchDispatchMode`` must see the op, not
+    a kernel reading memory behind it; the meta device has no memory (the op's fake serves).
+    """
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return True
+    if torch._C._len_torch_dispatch_stack() > 0:
+        return True
+    if x is None:
+        return device is not None and torch.device(device).type == "meta"
+    return type(x) not in _PLAIN or x.device.type == "meta"
 
 
 def _version(x: torch.Tensor) -> int | None:
@@ -334,8 +351,10 @@ class SeededMultiply:
         inplace: bool = False,
         lead: int = 0,
     ) -> torch.Tensor:
-        """Run the op on ``x``: the custom op when compiling or tracing, else the eager path."""
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        """Run the op on ``x``: through the dispatcher when something must see the op
+        (compiling, tracing, a tensor subclass or fake tensor, a dispatch mode, the meta
+        device), else the eager path."""
+        if _dispatched(x):
             # A compiled (or traced) graph is functional: in place computes out of place
             # and writes back. The op records the keys' tensor, so a traced seed draw stays
             # in the graph.
@@ -451,8 +470,8 @@ class SeededSample:
         dtype: torch.dtype,
         device: torch.device,
     ) -> torch.Tensor:
-        """Draw: through the op when compiling or tracing, else a direct call."""
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        """Draw: through the op when something must see it (as ``SeededMultiply.apply``)."""
+        if _dispatched(None, device):
             return self.op(list(shape), seed, offset, ints, floats, dtype, device)
         if torch._C._are_functorch_transforms_active():
             # No input is transformed: draw on plain tensors, outside torch.func's layers.
