@@ -9,9 +9,11 @@ torch needs around it:
   (``ints``/``floats`` carry the variant's parameters);
 - its autograd: backward regenerates the multiplier from the keys (nothing per element is
   saved), through the same op, so double backward works too;
-- the eager fast path: an ``autograd.Function`` (with ``setup_context``, ``backward``,
-  ``jvp`` for forward-mode AD and a ``vmap`` rule, so ``torch.func.grad``/``jvp``/``vmap``
-  work), or, when no graph, tangent or transform is involved, a direct call;
+- the eager fast path: an ``autograd.Function`` with ``backward`` and ``jvp`` (forward-mode
+  AD), its twin with ``setup_context`` and a ``vmap`` rule under ``torch.func`` transforms
+  (``grad``, ``jvp``, ``vmap``), or, when no graph, tangent or transform is involved, a
+  direct call; fake tensors, tensor subclasses, dispatch modes and the meta device go
+  through the custom op instead, so that they see it;
 - the in-place form, which bumps the input's version counter exactly once, as torch's
   in-place ops do, so autograd notices when a saved tensor is overwritten.
 
