@@ -209,3 +209,21 @@ def test_grouped_kernel_matches_the_reference_for_every_broadcast(shape, mask_sh
                     MASK_AFFINE.compute(inplace, *args, inplace, 0)
                 assert torch.equal(_bits(got), _bits(want)), (seed, offset, floats)
                 assert torch.equal(_bits(inplace), _bits(want))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("offset", [0, 3])
+def test_draws_at_chosen_indices_match_the_reference(dtype, offset) -> None:
+    """Embedding dropout draws one decision per looked-up token: numba's select_at and the
+    reference (rng.bits_at) agree, and both equal the full mask read at those indices."""
+    idx = torch.randint(0, 5000, (7, 9), generator=torch.Generator().manual_seed(2))
+    idx[0, :3] = torch.tensor([0, 4999, 0])
+    seed, thresh = torch.tensor(-21), rng.threshold(0.4)
+    opmath = torch.float32 if dtype == torch.bfloat16 else dtype
+    with dropkit.use_backend("reference"):
+        want = keyed.select_at(seed, offset, idx, thresh, 2.5, 0.0, opmath)
+    with dropkit.use_backend("numba"):
+        got = keyed.select_at(seed, offset, idx, thresh, 2.5, 0.0, opmath)
+    assert torch.equal(got, want)
+    full = rng.random_bits(5000 + offset, _u64(seed)) >= thresh  # the whole stream
+    assert torch.equal(want == 2.5, full[idx + offset])

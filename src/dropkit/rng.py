@@ -32,6 +32,7 @@ __all__ = [
     "PHILOX_ROUNDS",
     "PHILOX_ROUND_A",
     "PHILOX_ROUND_B",
+    "bits_at",
     "keep_bits",
     "philox4x32",
     "random_bits",
@@ -163,3 +164,25 @@ def row_bits(
     bits = torch.stack(lanes, dim=2).reshape(rows, -1)  # [R, 4G], element order
     offset = start - (first << 2)
     return bits[:, offset : offset + row_len]
+
+
+def bits_at(indices: torch.Tensor, seed: int) -> torch.Tensor:
+    """The uint32 draws (as int64) of the stream elements ``indices`` (any shape, int64).
+
+    Element ``i`` is lane ``i & 3`` of ``Philox(counter = i >> 2)``: ``random_bits`` read at
+    chosen indices, without drawing the ones in between (embedding dropout reads one draw
+    per looked-up token, not one per row of the table).
+
+    Example:
+        >>> import torch
+        >>> idx = torch.tensor([[7, 0], [7, 13]])
+        >>> torch.equal(bits_at(idx, 5), random_bits(14, 5)[idx])
+        True
+    """
+    k0, k1 = seed_key(seed)
+    i = indices.to(torch.int64)
+    counter = i >> 2
+    zero = torch.zeros_like(counter)
+    lanes = philox4x32(counter & MASK32, counter >> 32, zero, zero, k0, k1)
+    words = torch.stack(lanes, dim=-1)  # [*indices.shape, 4]
+    return words.gather(-1, (i & 3).unsqueeze(-1)).squeeze(-1)

@@ -16,7 +16,7 @@ from dropkit.backends import resolve
 from dropkit.backends.base import Backend
 from dropkit.backends.reference import ReferenceBackend
 
-__all__ = ["bits", "keep_mask", "rows_of", "scale", "scale_groups"]
+__all__ = ["bits", "keep_mask", "rows_of", "scale", "scale_groups", "select_at"]
 
 _REFERENCE = ReferenceBackend()
 _PROBES: dict[torch.device, torch.Tensor] = {}  # an empty float32 tensor per device
@@ -111,3 +111,27 @@ def scale_groups(
     if method is None:
         return False
     return method(x, out, seed, offset, rows, row_len, mid, inner, thresh, weights)
+
+
+def select_at(
+    seed: torch.Tensor,
+    offset: int,
+    indices: torch.Tensor,
+    thresh: int,
+    w_keep: float,
+    w_drop: float,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """``w_keep`` or ``w_drop`` (in ``dtype``) per entry of ``indices``, by the keep decision of
+    stream element ``offset + indices[...]`` of the scalar key ``seed``; shaped like
+    ``indices``. A backend without the primitive, or that declines, leaves it to the
+    reference (torch ops, which also serve wrapped and batched ``indices``)."""
+    if seed.dim() != 0:
+        raise RuntimeError("select_at draws from one stream: it needs a scalar key")
+    backend = resolve(_probe(indices.device))
+    method = getattr(backend, "select_at_keys", None)
+    if method is not None:
+        out = method(seed, offset, indices, thresh, w_keep, w_drop, dtype)
+        if out is not None:
+            return out
+    return _REFERENCE.select_at_keys(seed, offset, indices, thresh, w_keep, w_drop, dtype)

@@ -273,6 +273,32 @@ class NumbaBackend:
         )
         return True
 
+    def select_at_keys(
+        self,
+        seed: torch.Tensor,
+        offset: int,
+        indices: torch.Tensor,
+        thresh: int,
+        w_keep: float,
+        w_drop: float,
+        dtype: torch.dtype,
+    ) -> torch.Tensor | None:
+        """``w_keep``/``w_drop`` per entry of ``indices`` (CPU int64); None to decline."""
+        if dtype not in (torch.float32, torch.float64) or type(indices) is not torch.Tensor:
+            return None
+        if indices.device.type != "cpu" or torch._C._are_functorch_transforms_active():
+            return None  # (under torch.func the reference's torch ops serve)
+        out = torch.empty(indices.shape, dtype=dtype)
+        if out.numel():
+            idx = indices.to(torch.int64).contiguous().numpy().reshape(-1)
+            k0, k1 = rng.seed_key(int(seed))
+            f = np.float32 if dtype == torch.float32 else np.float64
+            self._k.select_at(
+                out.numpy().reshape(-1), idx, np.int64(offset), np.uint64(k0), np.uint64(k1),
+                np.uint64(thresh), f(w_keep), f(w_drop),
+            )
+        return out
+
     def _rows(
         self,
         xa: np.ndarray,

@@ -105,6 +105,20 @@ class ReferenceBackend:
         out.copy_(y.view(x.shape))
         return True
 
+    def select_at_keys(
+        self,
+        seed: torch.Tensor,
+        offset: int,
+        indices: torch.Tensor,
+        thresh: int,
+        w_keep: float,
+        w_drop: float,
+        dtype: torch.dtype,
+    ) -> torch.Tensor:
+        keep = rng.bits_at(indices + offset, int(seed)) >= thresh
+        first = torch.tensor(w_keep, dtype=dtype, device=indices.device)
+        return torch.where(keep, first, torch.tensor(w_drop, dtype=dtype, device=indices.device))
+
     @staticmethod
     def _select(
         x: torch.Tensor, out: torch.Tensor, keep: torch.Tensor, w_keep: float, w_drop: float

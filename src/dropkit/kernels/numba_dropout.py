@@ -51,6 +51,7 @@ __all__ = [
     "scale_rows_parallel",
     "scale_rows_serial",
     "scale_serial",
+    "select_at",
 ]
 
 BLOCK = 128  # Philox counters per vector block (512 elements); even (see _philox_block)
@@ -523,3 +524,27 @@ def drop_block_rows(
         scale = x.dtype.type(np.float64(per_sample) / np.float64(kept))
         for t in range(per_sample):
             out[lo + t] = x[lo + t] * (zero if dropped[lo + t] else scale)
+
+
+@njit(**_OPTS)
+def select_at(
+    out: np.ndarray,
+    indices: np.ndarray,
+    start: np.int64,
+    key0: np.uint64,
+    key1: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.floating,
+    w_drop: np.floating,
+) -> None:
+    """``out[m] = w_keep if keep(start + indices[m]) else w_drop``: draws at chosen indices.
+
+    One Philox counter per entry (embedding dropout's decision for each looked-up token);
+    ``indices`` is a flat int64 array of non-negative stream indices.
+    """
+    bits = np.empty(8, np.uint32)  # one counter (two chains: 8 lanes written)
+    th = np.uint32(thresh)
+    for m in range(indices.shape[0]):
+        i = np.uint64(indices[m] + start)
+        _philox_block(i >> np.uint64(2), 1, key0, key1, bits)
+        out[m] = w_keep if bits[np.int64(i & np.uint64(3))] >= th else w_drop

@@ -13,8 +13,8 @@ from torch import nn
 
 from dropkit import keys, rng
 from dropkit._checks import check_dtype, check_input, check_p, check_scaling, check_training
+from dropkit.backends import keyed
 from dropkit.backends.base import opmath_dtype
-from dropkit.backends.bernoulli import mask_affine
 from dropkit.layers.base import StochasticModule
 
 __all__ = ["EmbeddingDropout", "embedding_dropout"]
@@ -85,13 +85,13 @@ def embedding_dropout(
     if p == 1.0:
         return out * 0.0
     w_keep = 1.0 / (1.0 - p) if scaling == "inverted" else 1.0
-    # One factor per row (w_keep or 0) through the same op and kernels as dropout.
     dtype = opmath_dtype(weight.dtype)
     rows = [weight.shape[0], 1]
     key = keys.resolve(seed, generator, rows, batched=False)  # table rows, not samples
-    ones = torch.ones(rows, dtype=dtype, device=weight.device)
-    factor = mask_affine(ones, key.seed, key.offset, rng.threshold(p), rows, w_keep)
-    return (out.to(dtype) * factor[input]).to(weight.dtype)
+    # Row t's decision is element t of the mask over the table's rows; only the looked-up
+    # rows are drawn (one Philox counter per token), never the whole V x 1 mask.
+    factor = keyed.select_at(key.seed, key.offset, input, rng.threshold(p), w_keep, 0.0, dtype)
+    return (out.to(dtype) * factor.unsqueeze(-1)).to(weight.dtype)
 
 
 class EmbeddingDropout(StochasticModule):
