@@ -40,10 +40,12 @@ def embedding_dropout(
     .. math:: y_{\ldots} = m_{t}\, W_{t}\, s \text{ for token } t = \text{input}_{\ldots},
               \quad s = 1/(1-p) \text{ (inverted) or } 1 \text{ (classic)}
 
-    ``m_t`` is the spec's keep decision for row index ``t`` (a mask over the ``V`` rows of
-    the table, through dropout's op and kernels): a dropped word is zero wherever it
-    appears in the batch. Equal, bit for bit, to ``embedding(input, dropout(weight, p,
-    broadcast_dims=(1,), seed=s))``, without materialising the masked ``V x D`` table.
+    ``m_t`` is the spec's keep decision for row index ``t`` of a mask over the ``V`` rows
+    of the table: a dropped word is zero wherever it appears in the batch. Only the
+    looked-up rows' decisions are drawn (one Philox counter per token), so the cost follows
+    the batch, not the vocabulary. Equal, bit for bit, to ``embedding(input,
+    dropout(weight, p, broadcast_dims=(1,), seed=s))``, without materialising the masked
+    ``V x D`` table or even the ``V`` decisions.
     Evaluation: the plain lookup (inverted) or the lookup times ``1-p`` (classic).
 
     Args:
