@@ -154,7 +154,7 @@ def _dispatched(x: torch.Tensor | None, device: torch.device | None = None) -> b
         return True
     if x is None:
         return device is not None and torch.device(device).type == "meta"
-    return type(x) not in _PLAIN or x.device.type == "meta"
+    return type(x) not in _PLAIN or x.is_meta
 
 
 def _version(x: torch.Tensor) -> int | None:
@@ -235,7 +235,10 @@ class _Eager(torch.autograd.Function):
         inplace: bool,
         lead: int,
     ) -> torch.Tensor:
-        _remember(ctx, x, (x, op, seed, offset, ints, floats, bias, inplace, lead))
+        ctx.args = (op, seed, offset, ints, floats, lead)  # as _remember, without a tuple
+        ctx.inplace = inplace
+        if inplace:
+            ctx.mark_dirty(x)
         return _forward(x, op, seed, offset, ints, floats, bias, inplace, lead)
 
     backward = staticmethod(_backward)  # type: ignore[assignment]
