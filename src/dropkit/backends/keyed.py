@@ -16,7 +16,17 @@ from dropkit.backends import resolve
 from dropkit.backends.base import Backend
 from dropkit.backends.reference import ReferenceBackend
 
-__all__ = ["bits", "keep_mask", "rows_of", "scale", "scale_groups", "select_at"]
+__all__ = [
+    "bits",
+    "gaussian",
+    "keep_mask",
+    "logistic",
+    "normal",
+    "rows_of",
+    "scale",
+    "scale_groups",
+    "select_at",
+]
 
 _REFERENCE = ReferenceBackend()
 _PROBES: dict[torch.device, torch.Tensor] = {}  # an empty float32 tensor per device
@@ -135,3 +145,29 @@ def select_at(
         if out is not None:
             return out
     return _REFERENCE.select_at_keys(seed, offset, indices, thresh, w_keep, w_drop, dtype)
+
+
+def normal(seed: torch.Tensor, offset: int, numel: int, device: torch.device) -> torch.Tensor:
+    """Standard normals ``[numel]`` (float64) of the call: the noise spec (``dropkit.rng``)."""
+    backend = resolve(_probe(device))
+    rows, row_len = rows_of(seed, numel)
+    return _keyed(backend, "normal_keys")(seed, offset, rows, row_len, device).to(device)
+
+
+def logistic(seed: torch.Tensor, offset: int, numel: int, device: torch.device) -> torch.Tensor:
+    """Logistic variates ``ln(1 - u) - ln u`` ``[numel]`` (float64) of the call."""
+    backend = resolve(_probe(device))
+    rows, row_len = rows_of(seed, numel)
+    return _keyed(backend, "logistic_keys")(seed, offset, rows, row_len, device).to(device)
+
+
+def gaussian(
+    x: torch.Tensor, out: torch.Tensor, seed: torch.Tensor, offset: int, std: float
+) -> bool:
+    """``out = x * (1 + std z)`` in one backend pass (contiguous ``x``); False if the
+    backend has no such pass or declines (the caller then multiplies in torch)."""
+    method = getattr(resolve(x), "gaussian_keys", None)
+    if method is None:
+        return False
+    rows, row_len = rows_of(seed, x.numel())
+    return method(x, out, seed, offset, rows, row_len, std)

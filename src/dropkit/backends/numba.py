@@ -109,6 +109,7 @@ class NumbaBackend:
 
     def __init__(self, kernels: ModuleType) -> None:
         self._k = kernels
+        self._noise_kernels: ModuleType | None = None
         # Elements per part below which a parallel launch costs more than it saves.
         self._min_part = 4 * kernels.CHUNK
 
@@ -249,6 +250,49 @@ class NumbaBackend:
         if wide is not None:  # narrowed with torch's rounding, as the reference
             out.detach().copy_(wide)
         return True
+
+    def normal_keys(
+        self, seed: torch.Tensor, offset: int, rows: int, row_len: int, device: torch.device
+    ) -> torch.Tensor:
+        out = np.empty(rows * row_len, dtype=np.float64)
+        if rows * row_len:
+            keys0, keys1 = _row_keys(seed, rows)
+            self._noise().normal_rows(out, row_len, keys0, keys1, np.uint64(offset))
+        return torch.from_numpy(out)
+
+    def logistic_keys(
+        self, seed: torch.Tensor, offset: int, rows: int, row_len: int, device: torch.device
+    ) -> torch.Tensor:
+        out = np.empty(rows * row_len, dtype=np.float64)
+        if rows * row_len:
+            keys0, keys1 = _row_keys(seed, rows)
+            self._noise().logistic_rows(out, row_len, keys0, keys1, np.uint64(offset))
+        return torch.from_numpy(out)
+
+    def gaussian_keys(
+        self,
+        x: torch.Tensor,
+        out: torch.Tensor,
+        seed: torch.Tensor,
+        offset: int,
+        rows: int,
+        row_len: int,
+        std: float,
+    ) -> bool:
+        """Gaussian dropout in one pass (float32/float64, serial); False to decline."""
+        if x.dtype not in (torch.float32, torch.float64) or x.numel() >= 2 * self._min_part:
+            return False
+        keys0, keys1 = _row_keys(seed, rows)
+        xa = _flat(x)
+        oa = xa if out is x else _flat(out)
+        self._noise().gaussian_rows(xa, oa, row_len, keys0, keys1, np.uint64(offset), std)
+        return True
+
+    def _noise(self) -> ModuleType:
+        """The noise kernels, imported on first use (their compile is paid only then)."""
+        if self._noise_kernels is None:
+            self._noise_kernels = importlib.import_module("dropkit.kernels.numba_noise")
+        return self._noise_kernels
 
     def drop_block_keys(
         self,

@@ -12,6 +12,8 @@ from dropkit.backends.base import opmath_dtype
 
 __all__ = ["ReferenceBackend"]
 
+_TWO32 = 4294967296.0
+
 
 def _row_keys(seed: torch.Tensor, rows: int) -> torch.Tensor:
     """``[rows]`` int64 keys: a scalar seed serves its single row."""
@@ -49,6 +51,29 @@ class ReferenceBackend:
     ) -> torch.Tensor:
         keys = _row_keys(seed, rows)
         return rng.row_bits(keys, row_len, offset, device).reshape(-1).to(torch.float64)
+
+    def normal_keys(
+        self, seed: torch.Tensor, offset: int, rows: int, row_len: int, device: torch.device
+    ) -> torch.Tensor:
+        """Standard normals ``[rows * row_len]`` (float64) by Box-Muller on pairs of stream
+        indices ``(2i, 2i + 1)``, in the noise spec's exact arithmetic (``dropkit.rng``)."""
+        start = offset - (offset & 1)  # pairs start on even stream indices
+        lead = offset - start
+        count = lead + row_len
+        count += count & 1  # [rows, count]: whole pairs around every row
+        bits = self.bits_keys(seed, start, rows, count, device).view(rows, count // 2, 2)
+        u = (bits + 0.5) / _TWO32
+        radius = rng.sqrt_pos(rng.log_unit(u[..., 0]) * -2.0)  # sqrt(-2 ln a)
+        sin_a, cos_a = rng.sincos_2pi(u[..., 1])  # of 2 pi b
+        z = torch.stack((radius * cos_a, radius * sin_a), dim=-1).view(rows, count)
+        return z[:, lead : lead + row_len].reshape(-1)
+
+    def logistic_keys(
+        self, seed: torch.Tensor, offset: int, rows: int, row_len: int, device: torch.device
+    ) -> torch.Tensor:
+        """``ln(1 - u) - ln u`` ``[rows * row_len]`` (float64), in the spec's arithmetic."""
+        u = (self.bits_keys(seed, offset, rows, row_len, device) + 0.5) / _TWO32
+        return rng.log_unit(1.0 - u) - rng.log_unit(u)  # 1 - u is exact
 
     def keep_mask_keys(
         self,

@@ -53,9 +53,8 @@ def _logistic(
     device: torch.device,
     dtype: torch.dtype,
 ) -> torch.Tensor:
-    """``log(1 - u) - log(u)`` per element, computed in float64, rounded to ``dtype``."""
-    u = noise.uniform_keys(seed, offset, math.prod(shape), device).view(shape)
-    return (torch.log1p(-u) - torch.log(u)).to(dtype)
+    """``ln(1 - u) - ln u`` per element (the noise spec's float64), rounded to ``dtype``."""
+    return noise.logistic_keys(seed, offset, math.prod(shape), device).view(shape).to(dtype)
 
 
 LOGISTIC_NOISE = SeededSample("logistic_noise", _logistic)

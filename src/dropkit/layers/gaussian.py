@@ -19,6 +19,7 @@ import torch
 
 from dropkit import keys
 from dropkit._checks import check_dtype, check_input, check_p, check_training
+from dropkit.backends import keyed
 from dropkit.backends.seeded import SeededMultiply
 from dropkit.layers import noise
 from dropkit.layers.base import StochasticModule
@@ -40,7 +41,23 @@ def _multiplier(
     return z.mul_(floats[0]).add_(1.0).to(dtype), None  # 1 + std * z, rounded once
 
 
-GAUSSIAN_MUL = SeededMultiply("gaussian_mul", _multiplier)
+def _fused(
+    x: torch.Tensor,
+    out: torch.Tensor | None,
+    seed: torch.Tensor,
+    offset: int,
+    ints: Sequence[int],
+    floats: Sequence[float],
+    bias: bool,
+) -> torch.Tensor | None:
+    """Noise and product in one backend pass where the backend has one (numba), else None."""
+    if not x.is_contiguous() or x.numel() == 0:
+        return None
+    target = torch.empty_like(x) if out is None else x
+    return target if keyed.gaussian(x, target, seed, offset, floats[0]) else None
+
+
+GAUSSIAN_MUL = SeededMultiply("gaussian_mul", _multiplier, _fused)
 
 
 def gaussian_dropout(
@@ -59,10 +76,12 @@ def gaussian_dropout(
         z_{2j+1} = \sqrt{-2\ln u_{2j}}\sin(2\pi u_{2j+1}),\quad u_i = (r_i + \tfrac12)/2^{32}
 
     with ``r_i`` the uint32 Philox draw of element ``i`` (the draw that decides dropout's
-    ``keep(i)``). Same mean and variance as Bernoulli dropout with inverted scaling, so
-    evaluation is the identity. The noise is computed in float64 and rounded to the opmath
-    dtype; the product is one multiply rounded once. Backward regenerates the noise from
-    the keys (``grad_x = grad_y * n``): nothing per element is saved.
+    ``keep(i)``), and ``ln``, ``sqrt``, ``cos``, ``sin`` the mask spec's exactly specified
+    versions (docs/mask-spec.md, "Noise"). Same mean and variance as Bernoulli dropout with
+    inverted scaling, so evaluation is the identity. The noise is computed in float64 and
+    rounded to the opmath dtype; the product is one multiply rounded once. Backward
+    regenerates the noise from the keys (``grad_x = grad_y * n``): nothing per element is
+    saved.
 
     Args:
         input: a floating-point tensor of any shape.
