@@ -254,19 +254,21 @@ class NumbaBackend:
     def normal_keys(
         self, seed: torch.Tensor, offset: int, rows: int, row_len: int, device: torch.device
     ) -> torch.Tensor:
-        out = np.empty(rows * row_len, dtype=np.float64)
-        if rows * row_len:
-            keys0, keys1 = _row_keys(seed, rows)
-            self._noise().normal_rows(out, row_len, keys0, keys1, np.uint64(offset))
-        return torch.from_numpy(out)
+        return self._noise_rows("normal_rows", seed, offset, rows, row_len)
 
     def logistic_keys(
         self, seed: torch.Tensor, offset: int, rows: int, row_len: int, device: torch.device
     ) -> torch.Tensor:
+        return self._noise_rows("logistic_rows", seed, offset, rows, row_len)
+
+    def _noise_rows(
+        self, kernel: str, seed: torch.Tensor, offset: int, rows: int, row_len: int
+    ) -> torch.Tensor:
+        """Float64 noise ``[rows * row_len]`` from one of the row kernels of ``numba_noise``."""
         out = np.empty(rows * row_len, dtype=np.float64)
         if rows * row_len:
             keys0, keys1 = _row_keys(seed, rows)
-            self._noise().logistic_rows(out, row_len, keys0, keys1, np.uint64(offset))
+            getattr(self._noise(), kernel)(out, row_len, keys0, keys1, np.uint64(offset))
         return torch.from_numpy(out)
 
     def gaussian_keys(

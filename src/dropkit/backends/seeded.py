@@ -204,9 +204,18 @@ def _jvp(ctx: Any, x_t: torch.Tensor, *_: object) -> torch.Tensor:
     return op.apply(x_t, seed, offset, ints, floats, bias=False, inplace=ctx.inplace, lead=lead)
 
 
-def _remember(ctx: Any, x: torch.Tensor, inputs: tuple) -> None:
-    _, op, seed, offset, ints, floats, _, inplace, lead = inputs
-    # The keys and the parameters: nothing per element is kept for backward.
+def _remember(
+    ctx: Any,
+    x: torch.Tensor,
+    op: SeededMultiply,
+    seed: torch.Tensor,
+    offset: int,
+    ints: list[int],
+    floats: list[float],
+    inplace: bool,
+    lead: int,
+) -> None:
+    """What backward and jvp need: the keys and the parameters, nothing per element."""
     ctx.args = (op, seed, offset, ints, floats, lead)
     ctx.inplace = inplace
     if inplace:
@@ -235,10 +244,7 @@ class _Eager(torch.autograd.Function):
         inplace: bool,
         lead: int,
     ) -> torch.Tensor:
-        ctx.args = (op, seed, offset, ints, floats, lead)  # as _remember, without a tuple
-        ctx.inplace = inplace
-        if inplace:
-            ctx.mark_dirty(x)
+        _remember(ctx, x, op, seed, offset, ints, floats, inplace, lead)
         return _forward(x, op, seed, offset, ints, floats, bias, inplace, lead)
 
     backward = staticmethod(_backward)  # type: ignore[assignment]
@@ -252,7 +258,8 @@ class _EagerFunc(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
-        _remember(ctx, inputs[0], inputs)
+        x, op, seed, offset, ints, floats, _, inplace, lead = inputs
+        _remember(ctx, x, op, seed, offset, ints, floats, inplace, lead)
 
     backward = staticmethod(_backward)  # type: ignore[assignment]
     jvp = staticmethod(_jvp)  # type: ignore[assignment]
