@@ -334,16 +334,16 @@ class NumbaBackend:
             return None
         if indices.device.type != "cpu" or torch._C._are_functorch_transforms_active():
             return None  # (under torch.func the reference's torch ops serve)
-        out = torch.empty(indices.shape, dtype=dtype)
-        if out.numel():
+        f = np.float32 if dtype == torch.float32 else np.float64
+        out = np.empty(indices.numel(), f)  # (numpy's allocation is the cheaper one)
+        if out.shape[0]:
             idx = indices.to(torch.int64).contiguous().numpy().reshape(-1)
             k0, k1 = rng.seed_key(int(seed))
-            f = np.float32 if dtype == torch.float32 else np.float64
             self._k.select_at(
-                out.numpy().reshape(-1), idx, np.int64(offset), np.uint64(k0), np.uint64(k1),
+                out, idx, np.int64(offset), np.uint64(k0), np.uint64(k1),
                 np.uint64(thresh), f(w_keep), f(w_drop),
             )
-        return out
+        return torch.from_numpy(out).view(indices.shape)
 
     def _rows(
         self,

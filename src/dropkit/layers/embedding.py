@@ -93,6 +93,8 @@ def embedding_dropout(
     # Row t's decision is element t of the mask over the table's rows; only the looked-up
     # rows are drawn (one Philox counter per token), never the whole V x 1 mask.
     factor = keyed.select_at(key.seed, key.offset, input, rng.threshold(p), w_keep, 0.0, dtype)
+    if dtype == out.dtype:  # scale the fresh lookup in place (its backward never reads it)
+        return out.mul_(factor.unsqueeze(-1))
     return (out.to(dtype) * factor.unsqueeze(-1)).to(weight.dtype)
 
 
