@@ -8,14 +8,20 @@ from __future__ import annotations
 
 from dropkit import errors, functional, keys, layers, mc, modes, nn, schedules
 from dropkit.backends import available_backends, get_backend, set_backend, use_backend
-from dropkit.errors import DtypeError
+from dropkit.errors import DistributedSeedWarning, DtypeError, SampleKeyError
 from dropkit.mask import keep_mask
 from dropkit.modes import active_dropout, convert, guard, mc_mode
+from dropkit.recording import Recording, record, replay
+from dropkit.sampling import IndexedDataset, sample_keys
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DistributedSeedWarning",
     "DtypeError",
+    "IndexedDataset",
+    "Recording",
+    "SampleKeyError",
     "__version__",
     "active_dropout",
     "available_backends",
@@ -31,6 +37,9 @@ __all__ = [
     "mc_mode",
     "modes",
     "nn",
+    "record",
+    "replay",
+    "sample_keys",
     "schedules",
     "set_backend",
     "use_backend",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["DtypeError"]
+__all__ = ["DistributedSeedWarning", "DtypeError", "SampleKeyError"]
 
 
 class DtypeError(TypeError, NotImplementedError):
@@ -21,4 +21,22 @@ class DtypeError(TypeError, NotImplementedError):
         ... except RuntimeError as err:
         ...     isinstance(err, TypeError)
         True
+    """
+
+
+class SampleKeyError(ValueError):
+    """A random call inside :func:`dropkit.sample_keys` whose mask cannot be keyed by sample.
+
+    Raised when dim 0 of the mask is not the batch the ids describe, or when the mask has
+    no per-sample meaning (DropConnect's shared weight mask, embedding dropout's table
+    rows). The message names the layer, the sizes and what to do.
+    """
+
+
+class DistributedSeedWarning(UserWarning):
+    """Dropout masks drawn from torch's generator in a multi-process (torch.distributed) run.
+
+    Ranks seeded alike draw the same masks for different samples, and the masks of a run
+    change with the world size; :func:`dropkit.sample_keys` keys masks by sample instead.
+    Shown once per process.
     """

@@ -21,21 +21,28 @@ depend on how samples are batched).
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
 
-from dropkit import _mc_context, rng
+from dropkit import _mc_context, _sample_context, recording, rng
+from dropkit.backends import keyed
 from dropkit.backends.seeded import fresh_seed
+from dropkit.errors import DistributedSeedWarning, SampleKeyError
 
 __all__ = [
     "CALL_DOMAIN",
+    "MC_SAMPLE_DOMAIN",
     "ROW_DOMAIN",
+    "SAMPLE_DOMAIN",
     "FoldError",
     "Keys",
     "derive_call_key",
+    "derive_mc_sample_keys",
     "derive_row_keys",
+    "derive_sample_keys",
     "resolve",
     "scalar_seed",
 ]
@@ -44,6 +51,8 @@ __all__ = [
 # mask stream itself (whose counters end in (0, 0)) and from each other.
 CALL_DOMAIN = 0x4D435344  # "MCSD": one key for a whole call of MC sample t
 ROW_DOMAIN = 0x4D435257  # "MCRW": one key per row b of MC sample t
+SAMPLE_DOMAIN = 0x534B4559  # "SKEY": one key per sample id, per call (dropkit.sample_keys)
+MC_SAMPLE_DOMAIN = 0x4D43534B  # "MCSK": the sample-keys seed of MC sample t
 _UINT64 = 1 << 64
 FoldError = _mc_context.FoldError
 
@@ -167,18 +176,55 @@ def derive_row_keys(seed: int, samples: Sequence[int], batch: int, call: int) ->
     return _derive(seed, c0, c1, call, ROW_DOMAIN)
 
 
+def derive_sample_keys(seed: int | torch.Tensor, ids: torch.Tensor, call: int) -> torch.Tensor:
+    """Sample keys of call ``call``: row ``r`` gets the key of sample ``ids[r]``.
+
+    ``Philox4x32-10(counter=(lo32(id), hi32(id), c, SAMPLE_DOMAIN), key=seed)[0:2]``: a
+    function of the seed, the id and the call alone (not of the row, the batch or the rank).
+
+    Shape: ``ids`` ``[B]`` int64 (non-negative); output ``[B]`` int64.
+
+    Example:
+        >>> import torch
+        >>> a = derive_sample_keys(7, torch.tensor([3, 9, 4]), call=0)
+        >>> b = derive_sample_keys(7, torch.tensor([4, 3]), call=0)
+        >>> bool(a[0] == b[1]) and bool(a[2] == b[0])
+        True
+    """
+    return _derive(seed, ids & rng.MASK32, ids >> 32, call, SAMPLE_DOMAIN)
+
+
+def derive_mc_sample_keys(
+    mc_seed: int, samples: Sequence[int], seed: int, ids: torch.Tensor, call: int
+) -> torch.Tensor:
+    """Keys of call ``call`` for MC samples ``samples`` of sample-keyed rows, stacked.
+
+    Block ``j`` (MC sample ``t = samples[j]``) is ``derive_sample_keys(s_t, ids, c)`` with
+    ``s_t = Philox4x32-10(counter=(lo32(t), hi32(t), 0, MC_SAMPLE_DOMAIN), key=mc_seed)[0:2]
+    XOR seed``: MC sample ``t`` of sample ``id`` depends on ``(mc_seed, seed, t, id, c)``
+    only, not on the chunk, the batch or the row.
+
+    Shape: output ``[len(samples) * B]`` int64.
+
+    Example:
+        >>> import torch
+        >>> ids = torch.tensor([5, 6])
+        >>> a = derive_mc_sample_keys(1, [0, 1], 2, ids, 0)
+        >>> torch.equal(a[2:], derive_mc_sample_keys(1, [1], 2, ids, 0))
+        True
+    """
+    t = torch.tensor([int(v) for v in samples], dtype=torch.int64)  # [k]
+    base = _derive(mc_seed, t & rng.MASK32, t >> 32, 0, MC_SAMPLE_DOMAIN)  # [k]
+    seed64 = _as_int64(int(seed) % _UINT64)
+    blocks = [derive_sample_keys(int(b) ^ seed64, ids, call) for b in base.tolist()]
+    return torch.cat(blocks) if blocks else torch.empty(0, dtype=torch.int64)
+
+
 def _derive(seed: int, c0: torch.Tensor, c1: torch.Tensor, call: int, domain: int) -> torch.Tensor:
     """Keys ``Philox(counter=(c0, c1, call, domain), key=seed)[0:2]`` as int64 (two's compl.)."""
     if not 0 <= call <= rng.MASK32:
         raise RuntimeError(f"too many random calls in one forward ({call}); at most 2**32")
-    k0, k1 = rng.seed_key(seed)
-    w0, w1, _, _ = rng.philox4x32(
-        c0, c1, torch.full_like(c0, call), torch.full_like(c0, domain), k0, k1
-    )
-    # w1 read as a signed 32-bit int, times 2**32, is the high half of the int64 that holds
-    # the unsigned key (two's complement); no intermediate leaves the int64 range.
-    high = (w1 - ((w1 >> 31) << 32)) * (1 << 32)
-    return high | w0
+    return keyed.derive_keys(seed, c0, c1, call, domain)
 
 
 def resolve(
@@ -187,6 +233,9 @@ def resolve(
     mask_shape: Sequence[int],
     *,
     batched: bool = True,
+    name: str = "dropout",
+    p: float | None = None,
+    kind: str = "keep",
 ) -> Keys:
     """The keys of one random call: the one place they are decided, then passed down.
 
@@ -195,19 +244,82 @@ def resolve(
         mask_shape: the shape of the mask (or noise) the call draws.
         batched: whether dim 0 of ``mask_shape`` is the batch (False for weight masks
             and embedding rows): only then can rows get keys of their own.
+        name: the calling function, for error messages and :func:`dropkit.record`.
+        p, kind: what the keys draw, for :func:`dropkit.record` (``kind`` one of
+            ``recording.KINDS``; ``p`` the probability of the keep decisions).
 
-    Outside ``mc_predict`` this is ``Keys(scalar_seed(seed, generator))``. Inside its
-    forward, a batched mask whose dim 0 has the folded rows gets per-row keys
-    (:func:`derive_row_keys`); with one sample per forward any other mask gets that
-    sample's call key (:func:`derive_call_key`); with several, :class:`FoldError`.
+    Outside ``mc_predict`` and ``sample_keys`` this is ``Keys(scalar_seed(seed,
+    generator))``. Inside ``mc_predict``'s forward, a batched mask whose dim 0 has the
+    folded rows gets per-row keys (:func:`derive_row_keys`); with one sample per forward
+    any other mask gets that sample's call key (:func:`derive_call_key`); with several,
+    :class:`FoldError`. Inside ``sample_keys``, row ``r`` gets the key of sample
+    ``ids[r]`` (:func:`derive_sample_keys`; with ``mc_predict`` inside it,
+    :func:`derive_mc_sample_keys`), and a mask without the batch in dim 0 is a
+    :class:`~dropkit.errors.SampleKeyError`. An explicit ``seed`` is overridden in both.
+    Inside :func:`dropkit.record`, the call and its keys are reported there.
     """
+    key = _resolve(seed, generator, mask_shape, batched, name)
+    if recording.active():
+        recording.note(name, kind, key.seed, key.offset, mask_shape, p)
+    return key
+
+
+def _resolve(
+    seed: object, generator: object, mask_shape: Sequence[int], batched: bool, name: str
+) -> Keys:
+    """:func:`resolve` without the recording."""
     fold = _mc_context.current()
-    if fold is None:
+    if fold is None and not _sample_context.kept():
+        if seed is None and generator is None and not _WARNED:
+            _check_distributed()
         return Keys(scalar_seed(seed, generator))
+    block = _sample_context.active()
+    if fold is not None:
+        return _folded(fold, block, seed, generator, mask_shape, batched, name)
+    compiling = torch.compiler.is_compiling()
+    if block is not None:
+        if seed is not None or generator is not None:
+            scalar_seed(seed, generator)  # checked; the block's keys override it
+        # One draw per call, as a call without a seed makes: its value tells a
+        # recomputation inside backward which call it replays.
+        handle = None if compiling else int(fresh_seed())
+        return _sample_keyed(block, block.next_call(handle), mask_shape, batched, name)
+    # No block open, but recent ones kept: inside backward, a checkpointed segment of one
+    # of them may be recomputing (torch restored the RNG state, so the draw repeats).
+    if compiling or torch._C._current_graph_task_id() == -1:
+        return Keys(scalar_seed(seed, generator))
+    drawn = fresh_seed()
+    found = _sample_context.replayed_call(int(drawn))
+    if found is not None:
+        return _sample_keyed(found[0], found[1], mask_shape, batched, name)
+    if seed is None and generator is None:
+        return Keys(drawn)
+    return Keys(scalar_seed(seed, generator))
+
+
+def _folded(
+    fold: _mc_context.Fold,
+    block: _sample_context.SampleState | None,
+    seed: object,
+    generator: object,
+    mask_shape: Sequence[int],
+    batched: bool,
+    name: str,
+) -> Keys:
+    """The keys of a call inside ``mc_predict``'s forward (and maybe a sample-keys block)."""
     scalar_seed(seed, generator)  # still check the arguments (their value is overridden)
     call = fold.next_call()
     k = len(fold.samples)
     rows = k * fold.batch
+    if block is not None:
+        _check_sample_shape(block, mask_shape, batched, name, rows)
+        if fold.batch != block.ids.shape[0]:
+            raise SampleKeyError(
+                f"{name}: mc_predict runs a batch of {fold.batch} rows, but sample_keys was "
+                f"given {block.ids.shape[0]} ids; pass one id per row of the batch"
+            )
+        seed = int(block.seed)
+        return Keys(derive_mc_sample_keys(fold.seed, fold.samples, seed, block.ids, call))
     if batched and len(mask_shape) > 0 and mask_shape[0] == rows:
         return Keys(derive_row_keys(fold.seed, fold.samples, fold.batch, call))
     if k == 1:
@@ -216,4 +328,73 @@ def resolve(
         f"random call {call} draws a mask of shape {tuple(mask_shape)}"
         f"{'' if batched else ' that is not per sample'}; folding {k} samples needs a "
         f"per-sample mask with {rows} rows in dim 0"
+    )
+
+
+def _check_sample_shape(
+    block: _sample_context.SampleState,
+    mask_shape: Sequence[int],
+    batched: bool,
+    name: str,
+    rows: int | None = None,
+) -> None:
+    """SampleKeyError unless dim 0 of the mask is the block's batch (``rows`` of them)."""
+    n = block.ids.shape[0] if rows is None else rows
+    if not batched:
+        raise SampleKeyError(
+            f"{name}: inside dropkit.sample_keys every mask is keyed by sample, but this "
+            f"call's mask (shape {tuple(mask_shape)}) is shared by the whole batch and has "
+            "no per-sample meaning; "
+            + (
+                "use drop_connect(..., per_sample=True) / DropConnect(per_sample=True) for a "
+                "mask per sample, "
+                if name.startswith("drop_connect")
+                else ""
+            )
+            + "or make this call outside the sample_keys block"
+        )
+    if len(mask_shape) == 0 or mask_shape[0] != n:
+        got = mask_shape[0] if len(mask_shape) else "no"
+        raise SampleKeyError(
+            f"{name}: sample_keys was given {block.ids.shape[0]} ids (one per row of the "
+            f"batch), but this call's mask has shape {tuple(mask_shape)}: {got} rows in "
+            f"dim 0{f' where mc_predict stacks {n}' if rows is not None else ''}; "
+            "sample-keyed masks need the batch in dim 0 (e.g. batch_first=True), one id per row"
+        )
+
+
+def _sample_keyed(
+    block: _sample_context.SampleState,
+    call: int,
+    mask_shape: Sequence[int],
+    batched: bool,
+    name: str,
+) -> Keys:
+    """The keys of call ``call`` of a sample-keys block: one per row, from the row's id."""
+    _check_sample_shape(block, mask_shape, batched, name)
+    seed = block.seed if torch.compiler.is_compiling() else int(block.seed)
+    return Keys(derive_sample_keys(seed, block.ids, call))
+
+
+_WARNED = False
+
+
+def _check_distributed() -> None:
+    """Warn once when masks come from torch's generator in a multi-process run."""
+    global _WARNED
+    dist = torch.distributed
+    if torch.compiler.is_compiling() or not dist.is_available() or not dist.is_initialized():
+        return
+    world = dist.get_world_size()
+    if world <= 1:
+        return
+    _WARNED = True
+    warnings.warn(
+        f"dropkit: this process is rank {dist.get_rank()} of {world} (torch.distributed) and "
+        "its dropout masks come from torch's default generator: ranks seeded alike draw the "
+        "same masks for different samples, and a run's masks change with the world size. "
+        "Key masks by sample with dropkit.sample_keys(ids) (docs/distributed.md), or seed "
+        "each rank differently. (Shown once.)",
+        DistributedSeedWarning,
+        stacklevel=3,
     )

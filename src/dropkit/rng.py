@@ -39,6 +39,7 @@ __all__ = [
     "SIN_COEFFS",
     "SQRT_HALF",
     "bits_at",
+    "derive_keys",
     "horner",
     "keep_bits",
     "log_unit",
@@ -301,3 +302,32 @@ def sqrt_pos(y: torch.Tensor) -> torch.Tensor:
         s = (s + m / s) * 0.5
     scale = ((half.to(torch.int64) + 1023) << 52).view(torch.float64)  # 2^k, exactly
     return s * scale
+
+
+def derive_keys(
+    seed: int | torch.Tensor, c0: torch.Tensor, c1: torch.Tensor, call: int, domain: int
+) -> torch.Tensor:
+    """Derived keys ``Philox4x32-10(counter=(c0, c1, call, domain), key=seed)[0:2]`` (int64).
+
+    The reference of every key derivation (MC row and call keys, sample keys): words 0 and
+    1 of the block make the 64-bit key ``w0 | w1 << 32``, held as two's complement in
+    int64. ``c0``/``c1`` are int64 tensors of uint32 values (any shape); ``seed`` an int or
+    a 0-d int64 tensor holding it (two's complement), which a compiled graph keeps as input.
+
+    Example:
+        >>> import torch
+        >>> k = derive_keys(7, torch.tensor([0, 1]), torch.tensor([0, 0]), 0, 1)
+        >>> k.dtype, bool(k[0] != k[1])
+        (torch.int64, True)
+    """
+    if isinstance(seed, torch.Tensor):  # int64 bits: >> is arithmetic, & MASK32 fixes it
+        k0, k1 = seed & MASK32, (seed >> 32) & MASK32
+    else:
+        k0, k1 = seed_key(seed)
+    w0, w1, _, _ = philox4x32(
+        c0, c1, torch.full_like(c0, call), torch.full_like(c0, domain), k0, k1  # type: ignore[arg-type]
+    )
+    # w1 read as a signed 32-bit int, times 2**32, is the high half of the int64 that holds
+    # the unsigned key (two's complement); no intermediate leaves the int64 range.
+    high = (w1 - ((w1 >> 31) << 32)) * (1 << 32)
+    return high | w0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from dropkit import rng
 from dropkit.backends import resolve
 from dropkit.backends.base import Backend
 from dropkit.backends.reference import ReferenceBackend
@@ -171,3 +172,18 @@ def gaussian(
         return False
     rows, row_len = rows_of(seed, x.numel())
     return method(x, out, seed, offset, rows, row_len, std)
+
+
+def derive_keys(
+    seed: int | torch.Tensor, c0: torch.Tensor, c1: torch.Tensor, call: int, domain: int
+) -> torch.Tensor:
+    """Derived keys ``[*c0.shape]`` int64 (:func:`dropkit.rng.derive_keys`), in one backend
+    pass where the backend has one (the numba kernel for CPU words), else torch ops (also
+    when compiling: the graph then holds the derivation, with the seed as an input)."""
+    if not torch.compiler.is_compiling():
+        method = getattr(resolve(_probe(c0.device)), "derive_keys", None)
+        if method is not None:
+            out = method(int(seed), c0, c1, call, domain)
+            if out is not None:
+                return out
+    return rng.derive_keys(seed, c0, c1, call, domain)

@@ -345,6 +345,23 @@ class NumbaBackend:
             )
         return torch.from_numpy(out).view(indices.shape)
 
+    def derive_keys(
+        self, seed: int, c0: torch.Tensor, c1: torch.Tensor, call: int, domain: int
+    ) -> torch.Tensor | None:
+        """Derived keys (``rng.derive_keys``) of CPU counter words, in one kernel pass."""
+        if c0.device.type != "cpu" or type(c0) is not torch.Tensor or type(c1) is not torch.Tensor:
+            return None
+        if torch._C._are_functorch_transforms_active():
+            return None
+        a = c0.to(torch.int64).contiguous().numpy().reshape(-1).view(np.uint64)
+        b = c1.to(torch.int64).contiguous().numpy().reshape(-1).view(np.uint64)
+        out = np.empty(a.shape[0], dtype=np.uint64)
+        k0, k1 = rng.seed_key(seed)
+        self._k.derive_keys(
+            out, a, b, np.uint64(k0), np.uint64(k1), np.uint64(call), np.uint64(domain)
+        )
+        return torch.from_numpy(out.view(np.int64)).view(c0.shape)
+
     def _rows(
         self,
         xa: np.ndarray,

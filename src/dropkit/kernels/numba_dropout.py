@@ -38,6 +38,7 @@ __all__ = [
     "CHUNK",
     "bits_at",
     "bits_rows",
+    "derive_keys",
     "drop_block_rows",
     "keep_mask_at",
     "keep_mask_parallel",
@@ -548,3 +549,34 @@ def select_at(
         i = np.uint64(indices[m] + start)
         _philox_block(i >> np.uint64(2), 1, key0, key1, bits)
         out[m] = w_keep if bits[np.int64(i & np.uint64(3))] >= th else w_drop
+
+
+@njit(**_OPTS)
+def derive_keys(
+    out: np.ndarray,
+    c0: np.ndarray,
+    c1: np.ndarray,
+    key0: np.uint64,
+    key1: np.uint64,
+    call: np.uint64,
+    domain: np.uint64,
+) -> None:
+    """Derived keys: ``out[i] = w0 | w1 << 32`` of ``Philox(counter=(c0[i], c1[i], call,
+    domain), key=(key0, key1))`` (uint64 out; uint32 values in the uint64 ``c0``/``c1``)."""
+    for i in range(out.shape[0]):
+        w0 = c0[i] & _M
+        w1 = c1[i] & _M
+        w2 = call & _M
+        w3 = domain & _M
+        k0 = key0 & _M
+        k1 = key1 & _M
+        for _ in range(PHILOX_ROUNDS):
+            pb = _B * w2
+            pa = _A * w0
+            w0 = (pb >> _S32) ^ w1 ^ k0
+            w1 = pb & _M
+            w2 = (pa >> _S32) ^ w3 ^ k1
+            w3 = pa & _M
+            k0 = (k0 + _KA) & _M
+            k1 = (k1 + _KB) & _M
+        out[i] = w0 | (w1 << _S32)

@@ -48,7 +48,7 @@ def _alpha(
         return zeros_like_product(input, inplace)  # torch's: zeros, not the saturation value
     check_dtype(input, name)
     a = 1.0 / ((_SELU_ALPHA * _SELU_ALPHA * p + 1.0) * (1.0 - p)) ** 0.5
-    key = keys.resolve(seed, generator, mask_shape)
+    key = keys.resolve(seed, generator, mask_shape, name=name, p=p)
     return mask_affine(
         input,
         key.seed,

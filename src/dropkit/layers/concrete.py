@@ -110,7 +110,7 @@ def concrete_dropout(
     check_dtype(input, "concrete_dropout")
     dtype = opmath_dtype(input.dtype)
     shape = list(input.shape)
-    key = keys.resolve(seed, generator, shape)
+    key = keys.resolve(seed, generator, shape, name="concrete_dropout", kind="logistic")
     logistic = LOGISTIC_NOISE.apply(shape, key.seed, key.offset, [], [], dtype, input.device)
     logit = p_logit.reshape(()).to(dtype)
     drop = torch.sigmoid((logit + logistic) / t)

@@ -173,8 +173,9 @@ def drop_block2d(
         return input * 0.0
     h, w = input.shape[-2:]
     b = min(int(block_size), h, w)
-    thresh = rng.threshold(block_gamma(p, b, h, w))
-    key = keys.resolve(seed, generator, list(input.shape))
+    gamma = block_gamma(p, b, h, w)  # the rate of block centres: what the keys draw
+    key = keys.resolve(seed, generator, list(input.shape), name="drop_block2d", p=gamma)
+    thresh = rng.threshold(gamma)
     return DROP_BLOCK2D.apply(input, key.seed, key.offset, [thresh, b], [])
 
 

@@ -82,12 +82,12 @@ def drop_connect(
     thresh = rng.threshold(p)
     if not per_sample or input.dim() < 2:
         shape = list(weight.shape)
-        key = keys.resolve(seed, generator, shape, batched=False)  # one mask, no sample axis
+        key = keys.resolve(seed, generator, shape, batched=False, name="drop_connect", p=p)
         w = mask_affine(weight, key.seed, key.offset, thresh, shape, w_keep)
         return tF.linear(input, w, bias)
     n, (out_f, in_f) = input.shape[0], weight.shape
     shape = [n, out_f, in_f]
-    key = keys.resolve(seed, generator, shape)
+    key = keys.resolve(seed, generator, shape, name="drop_connect", p=p)
     w = mask_affine(weight.expand(shape), key.seed, key.offset, thresh, shape, w_keep)
     y = torch.bmm(input.reshape(n, -1, in_f), w.transpose(1, 2))  # [N, M, out]
     if bias is not None:

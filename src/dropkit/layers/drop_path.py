@@ -71,7 +71,7 @@ def drop_path(
         return input * 0.0
     w_keep = 1.0 / (1.0 - p) if scale_by_keep else 1.0
     shape = [input.shape[0]] + [1] * (input.dim() - 1)
-    key = keys.resolve(seed, generator, shape)
+    key = keys.resolve(seed, generator, shape, name="drop_path", p=p)
     return mask_affine(input, key.seed, key.offset, rng.threshold(p), shape, w_keep)
 
 

@@ -100,7 +100,7 @@ def scaled_dropout(
         return zeros_like_product(input, inplace)
     check_dtype(input, name)
     shape = list(input.shape) if mask_shape is None else mask_shape
-    key = keys.resolve(seed, generator, shape)
+    key = keys.resolve(seed, generator, shape, name=name, p=p)
     w_keep = 1.0 / (1.0 - p) if scaling == "inverted" else 1.0
     return mask_affine(
         input, key.seed, key.offset, rng.threshold(p), shape, w_keep, inplace=inplace

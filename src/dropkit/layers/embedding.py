@@ -89,7 +89,7 @@ def embedding_dropout(
     w_keep = 1.0 / (1.0 - p) if scaling == "inverted" else 1.0
     dtype = opmath_dtype(weight.dtype)
     rows = [weight.shape[0], 1]
-    key = keys.resolve(seed, generator, rows, batched=False)  # table rows, not samples
+    key = keys.resolve(seed, generator, rows, batched=False, name="embedding_dropout", p=p)
     # Row t's decision is element t of the mask over the table's rows; only the looked-up
     # rows are drawn (one Philox counter per token), never the whole V x 1 mask.
     factor = keyed.select_at(key.seed, key.offset, input, rng.threshold(p), w_keep, 0.0, dtype)

@@ -114,7 +114,9 @@ def gaussian_dropout(
     if not training or p == 0.0 or input.numel() == 0:
         return input
     check_dtype(input, "gaussian_dropout")
-    key = keys.resolve(seed, generator, list(input.shape))
+    key = keys.resolve(
+        seed, generator, list(input.shape), name="gaussian_dropout", p=p, kind="normal"
+    )
     return GAUSSIAN_MUL.apply(input, key.seed, key.offset, [], [math.sqrt(p / (1.0 - p))])
 
 
