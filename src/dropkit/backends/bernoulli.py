@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from dropkit.backends import keyed
-from dropkit.backends.seeded import SeededMultiply
+from dropkit.backends.seeded import MaskGeometry, SeededMultiply
 
 __all__ = ["MASK_AFFINE", "mask_affine"]
 
@@ -113,7 +113,15 @@ def _per_element(
     return (torch.empty_like(x) if out is None else out).copy_(res)
 
 
-MASK_AFFINE = SeededMultiply("mask_affine", _multiplier, _fused)
+MASK_AFFINE = SeededMultiply(
+    "mask_affine",
+    _multiplier,
+    _fused,
+    mask=MaskGeometry(
+        shape_of=lambda x_shape, ints: [int(m) for m in ints[1:]],
+        with_shape=lambda ints, shape: (tuple(shape), [int(ints[0]), *shape]),
+    ),
+)
 
 
 def mask_affine(

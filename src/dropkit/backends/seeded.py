@@ -39,7 +39,7 @@ To add a variant, see docs/design.md ("Adding a variant").
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.autograd.forward_ad as _fwad
@@ -48,6 +48,7 @@ from dropkit.backends.base import opmath_dtype
 
 __all__ = [
     "FusedFn",
+    "MaskGeometry",
     "MultiplierFn",
     "SampleFn",
     "SeededMultiply",
@@ -293,6 +294,20 @@ class _EagerFunc(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------- the two kinds of op
+class MaskGeometry(NamedTuple):
+    """Where a :class:`SeededMultiply`'s multiplier lives, for sharded (DTensor) inputs.
+
+    ``shape_of(x_shape, ints)``: the mask's shape for an input of ``x_shape`` (one entry per
+    dim of ``x``; 1 where the mask broadcasts). ``with_shape(ints, mask_shape)``: the
+    op's ``(shape, ints)`` arguments that make its multiplier draw a mask of
+    ``mask_shape`` (the spec's elements ``offset ..`` of the stream, row-major), so that a
+    shard can draw the flat range of the global mask that holds its elements.
+    """
+
+    shape_of: Callable[[Sequence[int], Sequence[int]], list[int]]
+    with_shape: Callable[[Sequence[int], list[int]], tuple[tuple[int, ...], list[int]]]
+
+
 class SeededMultiply:
     """``y = x * w + b``, ``(w, b)`` a pure function of the keys: one op, all of torch's hooks.
 
@@ -307,10 +322,19 @@ class SeededMultiply:
     multiply in it, ``+ b`` one add, rounded once to ``x.dtype``.
     """
 
-    def __init__(self, name: str, multiplier: MultiplierFn, fused: FusedFn | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        multiplier: MultiplierFn,
+        fused: FusedFn | None = None,
+        *,
+        mask: MaskGeometry | None = None,
+    ) -> None:
         self.name = name
         self._multiplier = multiplier
         self._fused = fused
+        self.mask = mask
+        self._sharded = False  # the DTensor rule is registered on first use
         self.op = self._register()
 
     def _register(self) -> Any:
@@ -367,6 +391,11 @@ class SeededMultiply:
         (compiling, tracing, a tensor subclass or fake tensor, a dispatch mode, the meta
         device), else the eager path."""
         if _dispatched(x):
+            if not self._sharded and type(x).__name__ == "DTensor":
+                from dropkit.backends import sharded  # (imports torch.distributed.tensor)
+
+                sharded.register(self)
+                self._sharded = True
             # A compiled (or traced) graph is functional: in place computes out of place
             # and writes back. The op records the keys' tensor, so a traced seed draw stays
             # in the graph.

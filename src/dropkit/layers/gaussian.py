@@ -20,7 +20,7 @@ import torch
 from dropkit import keys
 from dropkit._checks import check_dtype, check_input, check_p, check_training
 from dropkit.backends import keyed
-from dropkit.backends.seeded import SeededMultiply
+from dropkit.backends.seeded import MaskGeometry, SeededMultiply
 from dropkit.layers import noise
 from dropkit.layers.base import StochasticModule
 
@@ -57,7 +57,15 @@ def _fused(
     return target if keyed.gaussian(x, target, seed, offset, floats[0]) else None
 
 
-GAUSSIAN_MUL = SeededMultiply("gaussian_mul", _multiplier, _fused)
+GAUSSIAN_MUL = SeededMultiply(
+    "gaussian_mul",
+    _multiplier,
+    _fused,
+    mask=MaskGeometry(  # one noise value per element of x
+        shape_of=lambda x_shape, ints: [int(s) for s in x_shape],
+        with_shape=lambda ints, shape: (tuple(shape), list(ints)),
+    ),
+)
 
 
 def gaussian_dropout(
