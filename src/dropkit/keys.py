@@ -191,7 +191,9 @@ def derive_sample_keys(seed: int | torch.Tensor, ids: torch.Tensor, call: int) -
         >>> bool(a[0] == b[1]) and bool(a[2] == b[0])
         True
     """
-    return _derive(seed, ids & rng.MASK32, ids >> 32, call, SAMPLE_DOMAIN)
+    if not 0 <= call <= rng.MASK32:
+        raise RuntimeError(f"too many random calls in one block ({call}); at most 2**32")
+    return keyed.derive_id_keys(seed, ids, call, SAMPLE_DOMAIN)
 
 
 def derive_mc_sample_keys(

@@ -78,6 +78,10 @@ def load() -> NumbaBackend:
     return NumbaBackend(kernels)
 
 
+_MASK32 = np.uint64(rng.MASK32)
+_S32 = np.uint64(32)
+
+
 def _key(seed: int, thresh: int) -> tuple[np.uint64, np.uint64, np.uint64]:
     k0, k1 = rng.seed_key(seed)
     return np.uint64(k0), np.uint64(k1), np.uint64(thresh)
@@ -362,6 +366,23 @@ class NumbaBackend:
         )
         return torch.from_numpy(out.view(np.int64)).view(c0.shape)
 
+    def derive_id_keys(
+        self, seed: int, ids: torch.Tensor, call: int, domain: int
+    ) -> torch.Tensor | None:
+        """Derived keys of CPU int64 ids (words ``lo32, hi32`` of each id), one pass."""
+        if ids.device.type != "cpu" or type(ids) is not torch.Tensor:
+            return None
+        if torch._C._are_functorch_transforms_active():
+            return None
+        if ids.dtype != torch.int64 or not ids.is_contiguous():
+            ids = ids.to(torch.int64).contiguous()
+        v = ids.numpy().reshape(-1).view(np.uint64)
+        out = torch.empty(ids.shape, dtype=torch.int64)  # (cheaper than from_numpy)
+        k0, k1 = rng.seed_key(seed)
+        self._k.derive_keys(out.numpy().reshape(-1).view(np.uint64), v & _MASK32, v >> _S32,
+                            np.uint64(k0), np.uint64(k1), np.uint64(call), np.uint64(domain))
+        return out
+
     def _rows(
         self,
         xa: np.ndarray,
@@ -376,9 +397,15 @@ class NumbaBackend:
     ) -> None:
         ftype = xa.dtype.type
         args = (np.uint64(offset), np.uint64(thresh), ftype(w_keep), ftype(w_drop))
-        parallel = self._step(xa.shape[0]) and keys0.shape[0] > 1
-        kernel = self._k.scale_rows_parallel if parallel else self._k.scale_rows_serial
-        kernel(xa, oa, row_len, keys0, keys1, *args)
+        rows = keys0.shape[0]
+        step = self._step(xa.shape[0])
+        if step and rows > 1:  # parts of whole rows, about ``step`` elements each
+            per_part = max(1, step // max(row_len, 1))
+            self._k.scale_rows_parallel(xa, oa, row_len, keys0, keys1, *args, per_part)
+        elif row_len < self._k.SHORT_ROW:
+            self._k.scale_short_rows(xa, oa, row_len, keys0, keys1, *args)
+        else:
+            self._k.scale_rows_serial(xa, oa, row_len, keys0, keys1, *args)
 
     def _launch(
         self,

@@ -36,6 +36,7 @@ from dropkit.rng import (
 __all__ = [
     "BLOCK",
     "CHUNK",
+    "SHORT_ROW",
     "bits_at",
     "bits_rows",
     "derive_keys",
@@ -52,10 +53,12 @@ __all__ = [
     "scale_rows_parallel",
     "scale_rows_serial",
     "scale_serial",
+    "scale_short_rows",
     "select_at",
 ]
 
 BLOCK = 128  # Philox counters per vector block (512 elements); even (see _philox_block)
+SHORT_ROW = 4 * BLOCK  # rows shorter than a block draw across row boundaries
 CHUNK = 16 * 4 * BLOCK  # split granularity for parts: 8192 elements, a multiple of 4 * BLOCK
 
 _M = np.uint64(MASK32)
@@ -123,6 +126,36 @@ def _philox_block(
 
 
 @njit(**_OPTS)
+def _scale_run(
+    x: np.ndarray,
+    out: np.ndarray,
+    ctr_base: np.uint64,
+    key0: np.uint64,
+    key1: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.floating,
+    w_drop: np.floating,
+    bits: np.ndarray,
+) -> None:
+    """``scale_serial`` with the caller's scratch block ``bits`` (``4 * BLOCK`` uint32)."""
+    th = np.uint32(thresh)  # uint32 lanes: eight compares per AVX2 instruction
+    inplace = x.ctypes.data == out.ctypes.data
+    for start in range(0, x.shape[0], _NB):
+        n = min(_NB, x.shape[0] - start)
+        _philox_block(ctr_base + np.uint64(start >> 2), (n + 3) >> 2, key0, key1, bits)
+        # Index block slices from 0: with a provably non-negative index numba drops its
+        # negative-index wraparound, and LLVM vectorises the pass.
+        xs = x[start : start + n]
+        if inplace:
+            for t in range(n):
+                xs[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
+        else:
+            os = out[start : start + n]
+            for t in range(n):
+                os[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
+
+
+@njit(**_OPTS)
 def scale_serial(
     x: np.ndarray,
     out: np.ndarray,
@@ -141,21 +174,7 @@ def scale_serial(
     arrays fails for the very same array and would fall back to a scalar loop.
     """
     bits = np.empty(_NB, np.uint32)
-    th = np.uint32(thresh)  # uint32 lanes: eight compares per AVX2 instruction
-    inplace = x.ctypes.data == out.ctypes.data
-    for start in range(0, x.shape[0], _NB):
-        n = min(_NB, x.shape[0] - start)
-        _philox_block(ctr_base + np.uint64(start >> 2), (n + 3) >> 2, key0, key1, bits)
-        # Index block slices from 0: with a provably non-negative index numba drops its
-        # negative-index wraparound, and LLVM vectorises the pass.
-        xs = x[start : start + n]
-        if inplace:
-            for t in range(n):
-                xs[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
-        else:
-            os = out[start : start + n]
-            for t in range(n):
-                os[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
+    _scale_run(x, out, ctr_base, key0, key1, thresh, w_keep, w_drop, bits)
 
 
 @njit(parallel=True, **_OPTS)
@@ -288,6 +307,33 @@ def keep_mask_parallel(
 
 
 @njit(**_OPTS)
+def _scale_at_run(
+    x: np.ndarray,
+    out: np.ndarray,
+    start: np.uint64,
+    key0: np.uint64,
+    key1: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.floating,
+    w_drop: np.floating,
+    bits: np.ndarray,
+) -> None:
+    """``scale_at`` with the caller's scratch block ``bits`` (``4 * BLOCK`` uint32)."""
+    n = x.shape[0]
+    lead = np.int64(start & np.uint64(3))
+    h = 0
+    if lead:
+        _philox_block(start >> np.uint64(2), 1, key0, key1, bits)  # (8 lanes written)
+        h = min(4 - lead, n)
+        th = np.uint32(thresh)
+        for t in range(h):
+            out[t] = x[t] * (w_keep if bits[lead + t] >= th else w_drop)
+    if n > h:
+        ctr = (start + np.uint64(h)) >> np.uint64(2)
+        _scale_run(x[h:], out[h:], ctr, key0, key1, thresh, w_keep, w_drop, bits)
+
+
+@njit(**_OPTS)
 def scale_at(
     x: np.ndarray,
     out: np.ndarray,
@@ -299,19 +345,8 @@ def scale_at(
     w_drop: np.floating,
 ) -> None:
     """``scale_serial`` for stream elements ``start .. start + n - 1`` (any ``start``)."""
-    n = x.shape[0]
-    lead = np.int64(start & np.uint64(3))
-    h = 0
-    if lead:
-        bits = np.empty(8, np.uint32)  # one counter (two chains: 8 lanes written)
-        _philox_block(start >> np.uint64(2), 1, key0, key1, bits)
-        h = min(4 - lead, n)
-        th = np.uint32(thresh)
-        for t in range(h):
-            out[t] = x[t] * (w_keep if bits[lead + t] >= th else w_drop)
-    if n > h:
-        ctr = (start + np.uint64(h)) >> np.uint64(2)
-        scale_serial(x[h:], out[h:], ctr, key0, key1, thresh, w_keep, w_drop)
+    bits = np.empty(_NB, np.uint32)
+    _scale_at_run(x, out, start, key0, key1, thresh, w_keep, w_drop, bits)
 
 
 @njit(**_OPTS)
@@ -363,11 +398,13 @@ def scale_rows_serial(
     w_drop: np.floating,
 ) -> None:
     """``scale_at`` on each row of flat ``[rows * row_len]`` arrays, row ``r`` keyed by
-    ``(keys0[r], keys1[r])``."""
+    ``(keys0[r], keys1[r])``; one scratch block for all rows."""
+    bits = np.empty(_NB, np.uint32)
     for r in range(keys0.shape[0]):
         lo = r * row_len
         hi = lo + row_len
-        scale_at(x[lo:hi], out[lo:hi], start, keys0[r], keys1[r], thresh, w_keep, w_drop)
+        _scale_at_run(x[lo:hi], out[lo:hi], start, keys0[r], keys1[r], thresh, w_keep,
+                      w_drop, bits)
 
 
 @njit(parallel=True, **_OPTS)
@@ -381,12 +418,101 @@ def scale_rows_parallel(
     thresh: np.uint64,
     w_keep: np.floating,
     w_drop: np.floating,
+    rows_per_part: int,
 ) -> None:
-    """``scale_rows_serial`` with the rows run in parallel."""
-    for r in prange(keys0.shape[0]):
-        lo = r * row_len
-        hi = lo + row_len
-        scale_at(x[lo:hi], out[lo:hi], start, keys0[r], keys1[r], thresh, w_keep, w_drop)
+    """``scale_rows_serial`` in parts of ``rows_per_part`` rows run in parallel (one scratch
+    block per part, so short rows cost no allocation each)."""
+    rows = keys0.shape[0]
+    for part in prange((rows + rows_per_part - 1) // rows_per_part):
+        r0 = part * rows_per_part
+        r1 = min(rows, r0 + rows_per_part)
+        lo = r0 * row_len
+        hi = r1 * row_len
+        if row_len < SHORT_ROW:
+            scale_short_rows(x[lo:hi], out[lo:hi], row_len, keys0[r0:r1], keys1[r0:r1], start,
+                             thresh, w_keep, w_drop)
+        else:
+            scale_rows_serial(x[lo:hi], out[lo:hi], row_len, keys0[r0:r1], keys1[r0:r1],
+                              start, thresh, w_keep, w_drop)
+
+
+@njit(**_OPTS)
+def _philox_lanes(
+    ctrs: np.ndarray, k0s: np.ndarray, k1s: np.ndarray, n: int, bits: np.ndarray
+) -> None:
+    """Draws of ``n`` (counter, key) pairs: pair ``j`` is counter ``ctrs[j]`` under key
+    ``(k0s[j], k1s[j])``, into ``bits[4 * j + lane]``. One vectorised loop over pairs, so
+    many short rows cost what one long row does."""
+    for j in range(n):
+        ctr = ctrs[j]
+        c0 = ctr & _M
+        c1 = ctr >> _S32
+        c2 = np.uint64(0)
+        c3 = np.uint64(0)
+        k0 = k0s[j] & _M
+        k1 = k1s[j] & _M
+        for _ in range(PHILOX_ROUNDS):
+            pb = _B * c2
+            pa = _A * c0
+            c0 = (pb >> _S32) ^ c1 ^ k0
+            c1 = pb & _M
+            c2 = (pa >> _S32) ^ c3 ^ k1
+            c3 = pa & _M
+            k0 = (k0 + _KA) & _M
+            k1 = (k1 + _KB) & _M
+        bits[4 * j] = np.uint32(c0)
+        bits[4 * j + 1] = np.uint32(c1)
+        bits[4 * j + 2] = np.uint32(c2)
+        bits[4 * j + 3] = np.uint32(c3)
+
+
+@njit(**_OPTS)
+def scale_short_rows(
+    x: np.ndarray,
+    out: np.ndarray,
+    row_len: int,
+    keys0: np.ndarray,
+    keys1: np.ndarray,
+    start: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.floating,
+    w_drop: np.floating,
+) -> None:
+    """``scale_rows_serial`` for short rows: the (row, counter) pairs of all rows are drawn
+    ``BLOCK`` at a time across row boundaries (``_philox_lanes``), so many short rows cost
+    what one long row does. The same draws, so the same result, bit for bit. When a row
+    is not whole counters (``start`` or ``row_len`` not a multiple of 4) it runs row by row.
+    """
+    if (start & np.uint64(3)) != 0 or row_len % 4 != 0:
+        scale_rows_serial(x, out, row_len, keys0, keys1, start, thresh, w_keep, w_drop)
+        return
+    rows = keys0.shape[0]
+    first = start >> np.uint64(2)
+    per_row = row_len >> 2  # counters of one row; pair g covers elements 4g .. 4g + 3
+    total = rows * per_row
+    ctrs = np.empty(BLOCK, np.uint64)
+    k0s = np.empty(BLOCK, np.uint64)
+    k1s = np.empty(BLOCK, np.uint64)
+    bits = np.empty(4 * BLOCK, np.uint32)
+    th = np.uint32(thresh)
+    r = 0
+    c = 0
+    for base in range(0, total, BLOCK):
+        n = min(BLOCK, total - base)
+        for j in range(n):  # the block's pairs, row by row (no division)
+            ctrs[j] = first + np.uint64(c)
+            k0s[j] = keys0[r]
+            k1s[j] = keys1[r]
+            c += 1
+            if c == per_row:
+                c = 0
+                r += 1
+        _philox_lanes(ctrs, k0s, k1s, n, bits)
+        lo = 4 * base
+        xs = x[lo : lo + 4 * n]
+        os = out[lo : lo + 4 * n]
+        for t in range(4 * n):
+            os[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
 
 
 @njit(**_OPTS)

@@ -1,0 +1,109 @@
+"""Sample-keyed dropout against plain dropout on CPU, side by side (issue 10's target).
+
+Each line is ``DF.dropout(x, 0.5)`` on a float32 ``[rows, cols]`` tensor of ``2**20``
+elements (and ``2**24`` with ``--large``): plain (one key for the call, drawn from torch's
+generator), inside ``dropkit.sample_keys(ids)`` (one key per row, derived from the row's id in
+one kernel pass, then the per-row kernel), and torch's ``F.dropout`` for scale. Forward
+only, in ``torch.no_grad()``, and forward + backward. Lines run interleaved (round robin),
+so a shared, noisy machine slows them alike; each cell is the median of ``--repeats``
+samples of ``--calls`` calls. The target: sample-keyed / plain <= 1.2 at 2**20.
+
+Usage: ``python benchmarks/sample_keys.py [--repeats R] [--calls C] [--large]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+import dropkit
+import dropkit.functional as DF
+
+TARGET = 1.2
+
+
+def _lines(rows: int, cols: int, grad: bool) -> dict[str, Callable[[], object]]:
+    x = torch.randn(rows, cols, requires_grad=grad)
+    ids = torch.randperm(10 * rows)[:rows]
+    g = torch.randn(rows, cols)
+
+    def run(f: Callable[[], torch.Tensor]) -> Callable[[], object]:
+        if not grad:
+            return f
+
+        def step() -> None:
+            x.grad = None
+            f().backward(g)
+
+        return step
+
+    def keyed() -> torch.Tensor:
+        with dropkit.sample_keys(ids, seed=1):
+            return DF.dropout(x, 0.5)
+
+    return {
+        "torch F.dropout": run(lambda: F.dropout(x, 0.5, True)),
+        "dropkit plain": run(lambda: DF.dropout(x, 0.5)),
+        "dropkit sample-keyed": run(keyed),
+    }
+
+
+def _measure(lines: dict[str, Callable[[], object]], repeats: int, calls: int,
+             grad: bool) -> dict[str, float]:
+    for f in lines.values():
+        f()
+    samples: dict[str, list[float]] = {k: [] for k in lines}
+    gc.disable()
+    try:
+        with torch.set_grad_enabled(grad):
+            for _ in range(repeats):
+                for name, f in lines.items():
+                    t0 = time.perf_counter()
+                    for _ in range(calls):
+                        f()
+                    samples[name].append((time.perf_counter() - t0) / calls)
+    finally:
+        gc.enable()
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--calls", type=int, default=10)
+    ap.add_argument("--large", action="store_true", help="also 2**24 elements")
+    args = ap.parse_args()
+    sizes = [20] + ([24] if args.large else [])
+    print(f"# sample-keyed dropout: {platform.machine()}, {torch.get_num_threads()} torch "
+          f"threads, torch {torch.__version__}, backend {dropkit.get_backend()}, "
+          f"float32, medians of {args.repeats} interleaved samples of {args.calls} calls\n")
+    print("| elements | rows x cols | mode | torch F.dropout ms | dropkit plain ms | "
+          "sample-keyed ms | sample-keyed / plain |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    verdicts = []
+    for log2 in sizes:
+        n = 1 << log2
+        for rows in (64, 1024, 16384):
+            cols = n // rows
+            for grad in (False, True):
+                med = _measure(_lines(rows, cols, grad), args.repeats, args.calls, grad)
+                ratio = med["dropkit sample-keyed"] / med["dropkit plain"]
+                mode = "fwd+bwd" if grad else "forward"
+                flag = "" if ratio <= TARGET or log2 != 20 else " (over 1.2x)"
+                print(f"| 2^{log2} | {rows} x {cols} | {mode} | "
+                      f"{med['torch F.dropout'] * 1e3:.3f} | {med['dropkit plain'] * 1e3:.3f} | "
+                      f"{med['dropkit sample-keyed'] * 1e3:.3f} | {ratio:.2f}x{flag} |")
+                if log2 == 20:
+                    verdicts.append(ratio <= TARGET)
+    print(f"\n- 2^20: {sum(verdicts)}/{len(verdicts)} lines within {TARGET}x of plain dropout")
+
+
+if __name__ == "__main__":
+    main()
