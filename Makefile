@@ -33,6 +33,7 @@ lint: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PY) benchmarks/kernels.py
 	$(PY) benchmarks/per_call.py
+	$(PY) benchmarks/sample_keys.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -51,6 +51,8 @@ VARIANTS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "nn.Dropout2d": lambda x: _seeded(lambda: dropkit.nn.Dropout2d(0.5), x),
     "nn.AlphaDropout": lambda x: _seeded(lambda: dropkit.nn.AlphaDropout(0.2), x),
     "nn.GaussianDropout": lambda x: _seeded(lambda: dropkit.nn.GaussianDropout(0.2), x),
+    "sample-keyed dropout2d": lambda x: _sample_keyed(lambda t: DF.dropout2d(t, 0.5), x),
+    "sample-keyed gaussian": lambda x: _sample_keyed(lambda t: DF.gaussian_dropout(t, 0.3), x),
 }
 SHAPE = (5, 6, 3, 7)  # uneven on 2 and 4 ranks in dims 0, 2 and 3
 
@@ -59,6 +61,12 @@ def _seeded(make: Callable[[], nn.Module], x: torch.Tensor) -> torch.Tensor:
     """A module forward with the seed torch's generator gives (the same on every rank)."""
     torch.manual_seed(11)
     return make().train()(x)
+
+
+def _sample_keyed(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """``fn`` inside a sample-keys block (per-row keys: the rows are dim 0)."""
+    with dropkit.sample_keys(torch.tensor([9, 4, 2**33, 0, 17]), seed=21):
+        return fn(x)
 
 
 def _check(results: dict[str, str | None], name: str, fn: Callable[[], None]) -> None:

@@ -48,7 +48,7 @@ def _run(tmp_path: Path, world: int) -> dict[str, str | None]:
 @pytest.mark.parametrize("world", [2, 4])
 def test_every_check_passes_on_every_rank(tmp_path: Path, world: int) -> None:
     results = _run(tmp_path, world)
-    expected = 11 * 5 + (4 if world == 2 else 0)  # variants x placements; partial, control, TP
+    expected = 13 * 5 + (4 if world == 2 else 0)  # variants x placements; partial, control, TP
     assert len(results) == expected, sorted(results)
     failed = {name: msg for name, msg in results.items() if msg is not None}
     assert not failed, "\n\n".join(f"{k}:\n{v}" for k, v in failed.items())
