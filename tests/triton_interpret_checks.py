@@ -167,6 +167,45 @@ def check_functional() -> None:
         assert torch.equal(_bits(g_tri), _bits(g_ref)), f"case {k}: backward"
 
 
+def check_scale_rows() -> None:
+    """Per-row keys at any offset: the Triton row kernel == the reference, every dtype."""
+    gen = torch.Generator().manual_seed(3)
+    for rows, row_len in ((1, 5), (3, BLOCK + 3), (4, 2 * BLOCK - 1)):
+        keys = torch.randint(-(2**62), 2**62, (rows,), generator=gen)
+        for offset in (0, 1, 6, 2**34 + 3):
+            for dtype in (torch.float32, torch.bfloat16, torch.float64):
+                x = _input(rows * row_len, dtype, rows + offset % 5)
+                ref = torch.empty_like(x)
+                got = torch.empty_like(x)
+                thresh = rng.threshold(0.35)
+                REF.scale_keys(x, ref, keys, offset, rows, row_len, thresh, 1 / 0.65, 0.0)
+                TRI.scale_keys(x, got, keys, offset, rows, row_len, thresh, 1 / 0.65, 0.0)
+                assert torch.equal(_bits(got), _bits(ref)), (rows, row_len, offset, dtype)
+
+
+def check_derive_keys() -> None:
+    """In-kernel key derivation == dropkit.rng.derive_keys (the sample keys' reference)."""
+    ids = torch.tensor([0, 1, 7, 2**32 - 1, 2**32, 2**40 + 9, 2**63 - 1, *range(300)])
+    for seed in SEEDS:
+        for call, domain in ((0, 0x534B4559), (2**32 - 1, 0xFFFFFFFF)):
+            want = rng.derive_keys(seed, ids & rng.MASK32, ids >> 32, call, domain)
+            got = tb.launch_derive_keys(ids, seed, call, domain)
+            assert torch.equal(got, want), (seed, call)
+
+
+def check_sample_keys() -> None:
+    """dropout inside sample_keys through "triton" == "reference", forward and backward."""
+    x = torch.randn(6, 2 * BLOCK + 1, generator=torch.Generator().manual_seed(4))
+    results = []
+    for name in ("reference", "triton"):
+        leaf = x.clone().requires_grad_(True)
+        with dropkit.use_backend(name), dropkit.sample_keys(torch.arange(6) * 3, seed=5):
+            y = dropkit.functional.dropout(leaf, 0.4)
+            y.backward(torch.ones_like(y))
+        results.append((y.detach(), leaf.grad))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+
+
 CHECKS = {
     name: fn for name, fn in globals().items() if name.startswith("check_") and callable(fn)
 }

@@ -21,7 +21,14 @@ import torch
 from dropkit.backends import get_backend
 from dropkit.backends.base import opmath_dtype
 
-__all__ = ["BLOCK_SIZE", "TritonBackend", "launch_keep_mask", "launch_scale"]
+__all__ = [
+    "BLOCK_SIZE",
+    "TritonBackend",
+    "launch_derive_keys",
+    "launch_keep_mask",
+    "launch_scale",
+    "launch_scale_rows",
+]
 
 BLOCK_SIZE = 512  # Philox counters per program: 2048 elements
 _DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -131,6 +138,52 @@ def launch_keep_mask(
     return out
 
 
+def launch_scale_rows(
+    x: torch.Tensor,
+    out: torch.Tensor,
+    keys: torch.Tensor,
+    start: int,
+    row_len: int,
+    thresh: int,
+    w_keep: float,
+    w_drop: float,
+) -> None:
+    """Per-row keys: ``out[r, j] = x[r, j] * (w_keep if keep_{keys[r]}(start + j) else w_drop)``.
+
+    ``x``/``out``: contiguous ``[rows * row_len]`` (out may be x); ``keys``: ``[rows]`` int64.
+    """
+    rows = keys.shape[0]
+    if rows == 0 or row_len == 0:
+        return
+    wide = opmath_dtype(x.dtype) == torch.float64
+    per_row = ((start & 3) + row_len + 4 * BLOCK_SIZE - 1) // (4 * BLOCK_SIZE)
+    keys = keys.to(device=x.device, dtype=torch.int64).contiguous()
+    with _on_device(x.device):
+        _kernels().scale_rows_kernel[(rows, per_row)](
+            x, out, keys, row_len, thresh, _bits(w_keep, wide), _bits(w_drop, wide), start,
+            BLOCK_SIZE=BLOCK_SIZE,
+        )
+
+
+def launch_derive_keys(ids: torch.Tensor, seed: int, call: int, domain: int) -> torch.Tensor:
+    """Derived keys ``[*ids.shape]`` int64 of non-negative int64 ``ids`` (one Philox each)."""
+    flat = ids.to(torch.int64).contiguous().view(-1)
+    out = torch.empty_like(flat)
+    if flat.numel():
+        with _on_device(flat.device):
+            _kernels().derive_keys_kernel[(triton_cdiv(flat.numel(), _DERIVE_BLOCK),)](
+                flat, out, flat.numel(), seed & _UINT64, call, domain, BLOCK=_DERIVE_BLOCK
+            )
+    return out.view(ids.shape)
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return (a + b - 1) // b
+
+
+_DERIVE_BLOCK = 256
+
+
 class TritonBackend:
     """CUDA tensors (and CPU tensors under ``TRITON_INTERPRET=1``) through Triton kernels."""
 
@@ -180,3 +233,26 @@ class TritonBackend:
         w_drop: float,
     ) -> None:
         launch_scale(x, out, seed, thresh, w_keep, w_drop)
+
+    # Keyed primitives (dropkit.backends.keyed): per-row keys, any offset, derived keys.
+    def scale_keys(
+        self,
+        x: torch.Tensor,
+        out: torch.Tensor,
+        seed: torch.Tensor,
+        offset: int,
+        rows: int,
+        row_len: int,
+        thresh: int,
+        w_keep: float,
+        w_drop: float,
+    ) -> None:
+        keys = seed.reshape(1) if seed.dim() == 0 else seed
+        launch_scale_rows(x, out, keys, offset, row_len, thresh, w_keep, w_drop)
+
+    def derive_id_keys(
+        self, seed: int, ids: torch.Tensor, call: int, domain: int
+    ) -> torch.Tensor | None:
+        if type(ids) is not torch.Tensor or torch._C._are_functorch_transforms_active():
+            return None
+        return launch_derive_keys(ids, seed, call, domain)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-__all__ = ["keep_mask_kernel", "scale_kernel"]
+__all__ = ["derive_keys_kernel", "keep_mask_kernel", "scale_kernel", "scale_rows_kernel"]
 
 _SCALARS = ["seed", "thresh", "w_keep_bits", "w_drop_bits", "counter_base"]
 
@@ -115,3 +115,67 @@ def keep_mask_kernel(
     keep = _draws(pid, seed, counter_base, BLOCK_SIZE) >= thresh.to(tl.uint32)
     offsets = pid * (4 * BLOCK_SIZE) + tl.arange(0, 4 * BLOCK_SIZE)
     tl.store(out_ptr + offsets, keep.to(tl.uint8), mask=offsets < n_elements)
+
+
+@triton.jit(do_not_specialize=["seed", "call", "domain"])
+def derive_keys_kernel(
+    ids_ptr,  # *Pointer* to the ids, [n] int64 (non-negative)
+    out_ptr,  # *Pointer* to the derived keys, [n] int64 (two's complement of the uint64)
+    n,  # Number of ids
+    seed,  # The base 64-bit Philox key as an unsigned int
+    call,  # Third counter word (the call index), a uint32
+    domain,  # Fourth counter word (the derivation's domain), a uint32
+    BLOCK: tl.constexpr,  # ids per program
+):
+    """``out[i] = w0 | w1 << 32`` of ``Philox4x32-10((lo(id), hi(id), call, domain), seed)``:
+    the derived keys of ``dropkit.rng.derive_keys``, one id per lane."""
+    offs = tl.program_id(axis=0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    ids = tl.load(ids_ptr + offs, mask=mask, other=0).to(tl.uint64)
+    c0 = (ids & 0xFFFFFFFF).to(tl.uint32)
+    c1 = (ids >> 32).to(tl.uint32)
+    c2 = tl.zeros_like(c0) + call.to(tl.uint32)
+    c3 = tl.zeros_like(c0) + domain.to(tl.uint32)
+    w0, w1, _, _ = tl.philox(seed, c0, c1, c2, c3)
+    key = w0.to(tl.uint64) | (w1.to(tl.uint64) << 32)
+    tl.store(out_ptr + offs, key.to(tl.int64, bitcast=True), mask=mask)
+
+
+@triton.jit(do_not_specialize=["thresh", "w_keep_bits", "w_drop_bits", "start"])
+def scale_rows_kernel(
+    x_ptr,  # *Pointer* to the input, [rows * row_len] contiguous, float16/32/64 or bfloat16
+    out_ptr,  # *Pointer* to the output, same shape and dtype (may be x_ptr)
+    keys_ptr,  # *Pointer* to the row keys, [rows] int64 (two's complement of the uint64 key)
+    row_len,  # Elements per row
+    thresh,  # Drop iff the uint32 draw < thresh
+    w_keep_bits,  # IEEE bits of the kept weight in the opmath dtype (unsigned)
+    w_drop_bits,  # IEEE bits of the dropped weight in the opmath dtype (unsigned)
+    start,  # Stream index of each row's first element (the keys' offset)
+    BLOCK_SIZE: tl.constexpr,  # Philox counters per program
+):
+    """Per-row keys: element ``j`` of row ``r`` is stream element ``start + j`` of key
+    ``keys[r]``. Grid ``(rows, programs per row)``; a program owns ``4 * BLOCK_SIZE``
+    consecutive stream indices of its row, from the counter of ``start`` on."""
+    row = tl.program_id(axis=0).to(tl.int64)
+    pid = tl.program_id(axis=1).to(tl.int64)
+    key = tl.load(keys_ptr + row).to(tl.uint64, bitcast=True)
+    first = start.to(tl.int64) >> 2  # the counter of the row's first element
+    lead = start.to(tl.int64) & 3
+    draws = _draws(pid, key, first, BLOCK_SIZE)  # stream indices 4 * (first + pid * B) + k
+    keep = draws >= thresh.to(tl.uint32)
+    if x_ptr.dtype.element_ty == tl.float64:
+        w_keep = w_keep_bits.to(tl.uint64).to(tl.float64, bitcast=True)
+        w_drop = w_drop_bits.to(tl.uint64).to(tl.float64, bitcast=True)
+    else:
+        w_keep = w_keep_bits.to(tl.uint32).to(tl.float32, bitcast=True)
+        w_drop = w_drop_bits.to(tl.uint32).to(tl.float32, bitcast=True)
+    weight = tl.where(keep, w_keep, w_drop)
+    j = pid * (4 * BLOCK_SIZE) + tl.arange(0, 4 * BLOCK_SIZE) - lead  # element of the row
+    mask = (j >= 0) & (j < row_len)
+    offsets = row * row_len + j
+    x = tl.load(x_ptr + offsets, mask=mask)
+    if x_ptr.dtype.element_ty == tl.bfloat16:
+        y = _float32_to_bfloat16(_bfloat16_to_float32(x) * weight)
+    else:
+        y = (x.to(weight.dtype) * weight).to(out_ptr.dtype.element_ty)
+    tl.store(out_ptr + offsets, y, mask=mask)
