@@ -436,6 +436,23 @@ def scale_rows_parallel(
                               start, thresh, w_keep, w_drop)
 
 
+@njit(inline="always", **_OPTS)
+def _rounds(
+    c0: np.uint64, c1: np.uint64, c2: np.uint64, c3: np.uint64, k0: np.uint64, k1: np.uint64
+) -> tuple[np.uint64, np.uint64, np.uint64, np.uint64]:
+    """The ten Philox4x32 rounds on one counter (uint32 values in uint64)."""
+    for _ in range(PHILOX_ROUNDS):
+        pb = _B * c2
+        pa = _A * c0
+        c0 = (pb >> _S32) ^ c1 ^ k0
+        c1 = pb & _M
+        c2 = (pa >> _S32) ^ c3 ^ k1
+        c3 = pa & _M
+        k0 = (k0 + _KA) & _M
+        k1 = (k1 + _KB) & _M
+    return c0, c1, c2, c3
+
+
 @njit(**_OPTS)
 def _philox_lanes(
     ctrs: np.ndarray, k0s: np.ndarray, k1s: np.ndarray, n: int, bits: np.ndarray
@@ -443,23 +460,10 @@ def _philox_lanes(
     """Draws of ``n`` (counter, key) pairs: pair ``j`` is counter ``ctrs[j]`` under key
     ``(k0s[j], k1s[j])``, into ``bits[4 * j + lane]``. One vectorised loop over pairs, so
     many short rows cost what one long row does."""
+    zero = np.uint64(0)
     for j in range(n):
         ctr = ctrs[j]
-        c0 = ctr & _M
-        c1 = ctr >> _S32
-        c2 = np.uint64(0)
-        c3 = np.uint64(0)
-        k0 = k0s[j] & _M
-        k1 = k1s[j] & _M
-        for _ in range(PHILOX_ROUNDS):
-            pb = _B * c2
-            pa = _A * c0
-            c0 = (pb >> _S32) ^ c1 ^ k0
-            c1 = pb & _M
-            c2 = (pa >> _S32) ^ c3 ^ k1
-            c3 = pa & _M
-            k0 = (k0 + _KA) & _M
-            k1 = (k1 + _KB) & _M
+        c0, c1, c2, c3 = _rounds(ctr & _M, ctr >> _S32, zero, zero, k0s[j] & _M, k1s[j] & _M)
         bits[4 * j] = np.uint32(c0)
         bits[4 * j + 1] = np.uint32(c1)
         bits[4 * j + 2] = np.uint32(c2)
@@ -690,19 +694,6 @@ def derive_keys(
     """Derived keys: ``out[i] = w0 | w1 << 32`` of ``Philox(counter=(c0[i], c1[i], call,
     domain), key=(key0, key1))`` (uint64 out; uint32 values in the uint64 ``c0``/``c1``)."""
     for i in range(out.shape[0]):
-        w0 = c0[i] & _M
-        w1 = c1[i] & _M
-        w2 = call & _M
-        w3 = domain & _M
-        k0 = key0 & _M
-        k1 = key1 & _M
-        for _ in range(PHILOX_ROUNDS):
-            pb = _B * w2
-            pa = _A * w0
-            w0 = (pb >> _S32) ^ w1 ^ k0
-            w1 = pb & _M
-            w2 = (pa >> _S32) ^ w3 ^ k1
-            w3 = pa & _M
-            k0 = (k0 + _KA) & _M
-            k1 = (k1 + _KB) & _M
+        w0, w1, _, _ = _rounds(c0[i] & _M, c1[i] & _M, call & _M, domain & _M, key0 & _M,
+                               key1 & _M)
         out[i] = w0 | (w1 << _S32)

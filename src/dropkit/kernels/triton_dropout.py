@@ -61,6 +61,25 @@ def _float32_to_bfloat16(y):
     return half.to(tl.bfloat16, bitcast=True)
 
 
+@triton.jit
+def _scale_store(x_ptr, out_ptr, offsets, mask, keep, w_keep_bits, w_drop_bits):
+    """``out = x * (w_keep if keep else w_drop)`` at ``offsets``: the weights decoded from
+    their IEEE bits in the opmath dtype, one multiply in it, one rounding."""
+    if x_ptr.dtype.element_ty == tl.float64:  # opmath float64
+        w_keep = w_keep_bits.to(tl.uint64).to(tl.float64, bitcast=True)
+        w_drop = w_drop_bits.to(tl.uint64).to(tl.float64, bitcast=True)
+    else:  # opmath float32
+        w_keep = w_keep_bits.to(tl.uint32).to(tl.float32, bitcast=True)
+        w_drop = w_drop_bits.to(tl.uint32).to(tl.float32, bitcast=True)
+    weight = tl.where(keep, w_keep, w_drop)
+    x = tl.load(x_ptr + offsets, mask=mask)
+    if x_ptr.dtype.element_ty == tl.bfloat16:
+        y = _float32_to_bfloat16(_bfloat16_to_float32(x) * weight)
+    else:
+        y = (x.to(weight.dtype) * weight).to(out_ptr.dtype.element_ty)
+    tl.store(out_ptr + offsets, y, mask=mask)
+
+
 @triton.jit(do_not_specialize=_SCALARS)
 def scale_kernel(
     x_ptr,  # *Pointer* to the input, [n_elements] contiguous, float16/bfloat16/float32/float64
@@ -81,21 +100,8 @@ def scale_kernel(
     """
     pid = tl.program_id(axis=0).to(tl.int64)
     keep = _draws(pid, seed, counter_base, BLOCK_SIZE) >= thresh.to(tl.uint32)
-    if x_ptr.dtype.element_ty == tl.float64:  # opmath float64
-        w_keep = w_keep_bits.to(tl.uint64).to(tl.float64, bitcast=True)
-        w_drop = w_drop_bits.to(tl.uint64).to(tl.float64, bitcast=True)
-    else:  # opmath float32
-        w_keep = w_keep_bits.to(tl.uint32).to(tl.float32, bitcast=True)
-        w_drop = w_drop_bits.to(tl.uint32).to(tl.float32, bitcast=True)
-    weight = tl.where(keep, w_keep, w_drop)
     offsets = pid * (4 * BLOCK_SIZE) + tl.arange(0, 4 * BLOCK_SIZE)
-    mask = offsets < n_elements
-    x = tl.load(x_ptr + offsets, mask=mask)
-    if x_ptr.dtype.element_ty == tl.bfloat16:
-        y = _float32_to_bfloat16(_bfloat16_to_float32(x) * weight)
-    else:
-        y = (x.to(weight.dtype) * weight).to(out_ptr.dtype.element_ty)
-    tl.store(out_ptr + offsets, y, mask=mask)
+    _scale_store(x_ptr, out_ptr, offsets, offsets < n_elements, keep, w_keep_bits, w_drop_bits)
 
 
 @triton.jit(do_not_specialize=_SCALARS)
@@ -163,19 +169,6 @@ def scale_rows_kernel(
     lead = start.to(tl.int64) & 3
     draws = _draws(pid, key, first, BLOCK_SIZE)  # stream indices 4 * (first + pid * B) + k
     keep = draws >= thresh.to(tl.uint32)
-    if x_ptr.dtype.element_ty == tl.float64:
-        w_keep = w_keep_bits.to(tl.uint64).to(tl.float64, bitcast=True)
-        w_drop = w_drop_bits.to(tl.uint64).to(tl.float64, bitcast=True)
-    else:
-        w_keep = w_keep_bits.to(tl.uint32).to(tl.float32, bitcast=True)
-        w_drop = w_drop_bits.to(tl.uint32).to(tl.float32, bitcast=True)
-    weight = tl.where(keep, w_keep, w_drop)
     j = pid * (4 * BLOCK_SIZE) + tl.arange(0, 4 * BLOCK_SIZE) - lead  # element of the row
     mask = (j >= 0) & (j < row_len)
-    offsets = row * row_len + j
-    x = tl.load(x_ptr + offsets, mask=mask)
-    if x_ptr.dtype.element_ty == tl.bfloat16:
-        y = _float32_to_bfloat16(_bfloat16_to_float32(x) * weight)
-    else:
-        y = (x.to(weight.dtype) * weight).to(out_ptr.dtype.element_ty)
-    tl.store(out_ptr + offsets, y, mask=mask)
+    _scale_store(x_ptr, out_ptr, row * row_len + j, mask, keep, w_keep_bits, w_drop_bits)
