@@ -385,7 +385,7 @@ def _check_distributed() -> None:
     """Warn once when masks come from torch's generator in a multi-process run."""
     global _WARNED
     dist = torch.distributed
-    if torch.compiler.is_compiling() or not dist.is_available() or not dist.is_initialized():
+    if not dist.is_available() or not dist.is_initialized() or torch.compiler.is_compiling():
         return
     world = dist.get_world_size()
     if world <= 1:
