@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -35,6 +36,7 @@ class SampleState:
     seed: torch.Tensor  # 0-d int64 (two's complement of the 64-bit seed)
     ids: torch.Tensor  # [B] int64 on the CPU
     owner: int  # the thread that opened the block
+    derive: Callable[[int], torch.Tensor] | None = None  # call -> the rows' keys (eager)
     calls: int = 0
     handles: dict[int, int] = field(default_factory=dict)  # draw -> call index
     ambiguous: set[int] = field(default_factory=set)  # draws seen twice in one block

@@ -374,8 +374,11 @@ def _sample_keyed(
 ) -> Keys:
     """The keys of call ``call`` of a sample-keys block: one per row, from the row's id."""
     _check_sample_shape(block, mask_shape, batched, name)
-    seed = block.seed if torch.compiler.is_compiling() else int(block.seed)
-    return Keys(derive_sample_keys(seed, block.ids, call))
+    if torch.compiler.is_compiling() or block.derive is None:
+        return Keys(derive_sample_keys(block.seed, block.ids, call))
+    if not 0 <= call <= rng.MASK32:
+        raise RuntimeError(f"too many random calls in one block ({call}); at most 2**32")
+    return Keys(block.derive(call))  # the same keys, the ids' words split once per block
 
 
 _WARNED = False

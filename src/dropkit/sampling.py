@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from dropkit import _sample_context, keys
+from dropkit.backends import keyed
 
 __all__ = ["IndexedDataset", "sample_keys"]
 
@@ -40,8 +41,8 @@ def _check_ids(ids: object) -> torch.Tensor:
             f"sample_keys: ids must be 1-D (one id per row of the batch), but got shape "
             f"{tuple(ids.shape)}"
         )
-    ids = ids.detach().to(device="cpu", dtype=torch.int64)
-    if ids.numel() and int(ids.min()) < 0:
+    ids = ids.detach().to(device="cpu", dtype=torch.int64).contiguous()
+    if ids.numel() and int(ids.numpy().min()) < 0:
         raise ValueError(
             f"sample_keys: ids must be non-negative, but got {int(ids.min())}; pass dataset "
             "indices"
@@ -94,7 +95,8 @@ def sample_keys(ids: torch.Tensor, seed: int | torch.Tensor | None = None) -> It
     """
     ids = _check_ids(ids)
     seed_t = keys.scalar_seed(seed, None)
-    state = _sample_context.SampleState(seed_t, ids, threading.get_ident())
+    derive = keyed.id_deriver(int(seed_t), ids, keys.SAMPLE_DOMAIN)
+    state = _sample_context.SampleState(seed_t, ids, threading.get_ident(), derive)
     _sample_context.open_block(state)
     try:
         yield

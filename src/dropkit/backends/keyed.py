@@ -10,6 +10,8 @@ a scalar key), and element ``j`` of row ``r`` is element ``offset + j`` of row `
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from dropkit import rng
@@ -200,3 +202,16 @@ def derive_id_keys(
             if out is not None:
                 return out
     return rng.derive_keys(seed, ids & rng.MASK32, ids >> 32, call, domain)
+
+
+def id_deriver(
+    seed: int, ids: torch.Tensor, domain: int
+) -> Callable[[int], torch.Tensor]:
+    """``call -> derive_id_keys(seed, ids, call, domain)``, with the per-call work cut to one
+    backend pass where the backend can (the ids' words split once)."""
+    method = getattr(resolve(_probe(ids.device)), "id_deriver", None)
+    derive = None if method is None else method(seed, ids, domain)
+    if derive is not None:
+        return derive
+    c0, c1 = ids & rng.MASK32, ids >> 32
+    return lambda call: rng.derive_keys(seed, c0, c1, call, domain)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
@@ -370,6 +371,14 @@ class NumbaBackend:
         self, seed: int, ids: torch.Tensor, call: int, domain: int
     ) -> torch.Tensor | None:
         """Derived keys of CPU int64 ids (words ``lo32, hi32`` of each id), one pass."""
+        derive = self.id_deriver(seed, ids, domain)
+        return None if derive is None else derive(call)
+
+    def id_deriver(
+        self, seed: int, ids: torch.Tensor, domain: int
+    ) -> Callable[[int], torch.Tensor] | None:
+        """``call -> keys`` for fixed ``(seed, ids, domain)``: the ids' words and the key are
+        split once, so each call is one kernel pass. None to decline."""
         if ids.device.type != "cpu" or type(ids) is not torch.Tensor:
             return None
         if torch._C._are_functorch_transforms_active():
@@ -377,11 +386,16 @@ class NumbaBackend:
         if ids.dtype != torch.int64 or not ids.is_contiguous():
             ids = ids.to(torch.int64).contiguous()
         v = ids.numpy().reshape(-1).view(np.uint64)
-        out = torch.empty(ids.shape, dtype=torch.int64)  # (cheaper than from_numpy)
-        k0, k1 = rng.seed_key(seed)
-        self._k.derive_keys(out.numpy().reshape(-1).view(np.uint64), v & _MASK32, v >> _S32,
-                            np.uint64(k0), np.uint64(k1), np.uint64(call), np.uint64(domain))
-        return out
+        lo, hi = v & _MASK32, v >> _S32
+        k0, k1 = (np.uint64(k) for k in rng.seed_key(seed))
+        dom, shape, kernel = np.uint64(domain), ids.shape, self._k.derive_keys
+
+        def derive(call: int) -> torch.Tensor:
+            out = torch.empty(shape, dtype=torch.int64)  # (cheaper than from_numpy)
+            kernel(out.numpy().reshape(-1).view(np.uint64), lo, hi, k0, k1, np.uint64(call), dom)
+            return out
+
+        return derive
 
     def _rows(
         self,
@@ -402,7 +416,7 @@ class NumbaBackend:
         if step and rows > 1:  # parts of whole rows, about ``step`` elements each
             per_part = max(1, step // max(row_len, 1))
             self._k.scale_rows_parallel(xa, oa, row_len, keys0, keys1, *args, per_part)
-        elif row_len < self._k.SHORT_ROW:
+        elif row_len < self._k.SHORT_ROW and row_len % 4 == 0 and offset % 4 == 0:
             self._k.scale_short_rows(xa, oa, row_len, keys0, keys1, *args)
         else:
             self._k.scale_rows_serial(xa, oa, row_len, keys0, keys1, *args)

@@ -55,10 +55,11 @@ __all__ = [
     "scale_serial",
     "scale_short_rows",
     "select_at",
+    "short_rows_ok",
 ]
 
 BLOCK = 128  # Philox counters per vector block (512 elements); even (see _philox_block)
-SHORT_ROW = 4 * BLOCK  # rows shorter than a block draw across row boundaries
+SHORT_ROW = BLOCK  # rows shorter than this (32 counters) draw across row boundaries
 CHUNK = 16 * 4 * BLOCK  # split granularity for parts: 8192 elements, a multiple of 4 * BLOCK
 
 _M = np.uint64(MASK32)
@@ -428,7 +429,7 @@ def scale_rows_parallel(
         r1 = min(rows, r0 + rows_per_part)
         lo = r0 * row_len
         hi = r1 * row_len
-        if row_len < SHORT_ROW:
+        if short_rows_ok(row_len, start):
             scale_short_rows(x[lo:hi], out[lo:hi], row_len, keys0[r0:r1], keys1[r0:r1], start,
                              thresh, w_keep, w_drop)
         else:
@@ -471,6 +472,12 @@ def _philox_lanes(
 
 
 @njit(**_OPTS)
+def short_rows_ok(row_len: int, start: np.uint64) -> bool:
+    """Whether ``scale_short_rows`` serves rows of ``row_len`` from stream index ``start``."""
+    return row_len < SHORT_ROW and row_len % 4 == 0 and (start & np.uint64(3)) == 0
+
+
+@njit(**_OPTS)
 def scale_short_rows(
     x: np.ndarray,
     out: np.ndarray,
@@ -484,35 +491,32 @@ def scale_short_rows(
 ) -> None:
     """``scale_rows_serial`` for short rows: the (row, counter) pairs of all rows are drawn
     ``BLOCK`` at a time across row boundaries (``_philox_lanes``), so many short rows cost
-    what one long row does. The same draws, so the same result, bit for bit. When a row
-    is not whole counters (``start`` or ``row_len`` not a multiple of 4) it runs row by row.
+    what one long row does. The same draws, so the same result, bit for bit. Rows must be
+    whole counters: ``start`` and ``row_len`` multiples of 4 (``short_rows_ok``).
     """
-    if (start & np.uint64(3)) != 0 or row_len % 4 != 0:
-        scale_rows_serial(x, out, row_len, keys0, keys1, start, thresh, w_keep, w_drop)
-        return
     rows = keys0.shape[0]
     first = start >> np.uint64(2)
     per_row = row_len >> 2  # counters of one row; pair g covers elements 4g .. 4g + 3
-    total = rows * per_row
-    ctrs = np.empty(BLOCK, np.uint64)
-    k0s = np.empty(BLOCK, np.uint64)
-    k1s = np.empty(BLOCK, np.uint64)
-    bits = np.empty(4 * BLOCK, np.uint32)
+    if per_row == 0:
+        return
+    span = max(1, BLOCK // per_row)  # whole rows per block: no row straddles two blocks
+    ctrs = np.empty(span * per_row, np.uint64)
+    k0s = np.empty(span * per_row, np.uint64)
+    k1s = np.empty(span * per_row, np.uint64)
+    bits = np.empty(4 * span * per_row, np.uint32)
     th = np.uint32(thresh)
-    r = 0
-    c = 0
-    for base in range(0, total, BLOCK):
-        n = min(BLOCK, total - base)
-        for j in range(n):  # the block's pairs, row by row (no division)
-            ctrs[j] = first + np.uint64(c)
-            k0s[j] = keys0[r]
-            k1s[j] = keys1[r]
-            c += 1
-            if c == per_row:
-                c = 0
-                r += 1
+    for r0 in range(0, rows, span):
+        nr = min(span, rows - r0)
+        for rr in range(nr):  # the block's pairs: row rr, counters first .. first + per_row
+            k0 = keys0[r0 + rr]
+            k1 = keys1[r0 + rr]
+            for c in range(per_row):
+                ctrs[rr * per_row + c] = first + np.uint64(c)
+                k0s[rr * per_row + c] = k0
+                k1s[rr * per_row + c] = k1
+        n = nr * per_row
         _philox_lanes(ctrs, k0s, k1s, n, bits)
-        lo = 4 * base
+        lo = r0 * row_len
         xs = x[lo : lo + 4 * n]
         os = out[lo : lo + 4 * n]
         for t in range(4 * n):
