@@ -4,8 +4,9 @@
 group through a file store (no TCP store; gloo's own sockets bind to the loopback device),
 trains two models for two SGD steps on this rank's share of a fixed global batch, and saves
 the gradients of step 1 and the parameters after step 2. ``MODE`` is ``sample`` (masks keyed
-by sample ids) or ``generator`` (every rank seeded alike, masks drawn from torch's
-generator: the transformers#31412 setting).
+by sample ids), ``generator`` (every rank seeded alike, masks drawn from torch's
+generator: the transformers#31412 setting) or ``fsdp`` (FSDP2 with activation
+checkpointing, sample-keyed: one step's gradients).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.checkpoint import checkpoint
 
 import dropkit
 
@@ -98,6 +100,39 @@ def train(rank: int, world: int, mode: str) -> dict[str, object]:
     return out
 
 
+class CheckpointedBlock(nn.Module):
+    """Linear, ReLU, dropkit dropout, recomputed in backward (activation checkpointing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc, self.drop = nn.Linear(12, 12), dropkit.nn.Dropout(0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return checkpoint(lambda t: self.drop(torch.relu(self.fc(t))), x, use_reentrant=False)
+
+
+def fsdp_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(CheckpointedBlock(), CheckpointedBlock(), nn.Linear(12, 1))
+
+
+def train_fsdp(rank: int, world: int) -> dict[str, object]:
+    """FSDP2 (fully_shard per block and at the root) with activation checkpointing, on this
+    rank's share of the batch under sample keys: one step's full gradients."""
+    from torch.distributed.fsdp import fully_shard
+
+    model = fsdp_model()
+    for block in list(model)[:2]:
+        fully_shard(block)
+    fully_shard(model)
+    x, y = models()["mlp"][1:]
+    mine = torch.arange(GLOBAL_BATCH)[rank::world]
+    with dropkit.sample_keys(mine, seed=SEED):
+        loss = nn.functional.mse_loss(model(x[mine]), y[mine])
+    loss.backward()  # after the block: the checkpointed blocks recompute their masks here
+    return {"fsdp.grads": [p.grad.full_tensor() for p in model.parameters()]}
+
+
 def main() -> None:
     rank, world, store_file, out_file, mode = (
         int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5])
@@ -108,7 +143,7 @@ def main() -> None:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            result = train(rank, world, mode)
+            result = train_fsdp(rank, world) if mode == "fsdp" else train(rank, world, mode)
         result["warnings"] = [str(w.message) for w in caught
                               if issubclass(w.category, dropkit.DistributedSeedWarning)]
         torch.save(result, out_file)

@@ -127,3 +127,19 @@ def test_without_sample_keys_ranks_share_masks_and_dropkit_warns(tmp_path: Path)
     assert one[0]["warnings"] == []
     for res in two:
         assert len(res["warnings"]) == 1 and "sample_keys" in res["warnings"][0]
+
+
+def test_fsdp2_with_checkpointing_matches_one_process(tmp_path: Path) -> None:
+    """FSDP2 (fully_shard) with activation checkpointing and sample keys on 2 ranks: the
+    full gradients of the one-process run on the whole batch."""
+    model = dist_worker.fsdp_model()
+    x, y = dist_worker.models()["mlp"][1:]
+    with dropkit.sample_keys(torch.arange(dist_worker.GLOBAL_BATCH), seed=dist_worker.SEED):
+        nn.functional.mse_loss(model(x), y).backward()
+    expect = [p.grad for p in model.parameters()]
+    for res in _world(tmp_path, 2, "fsdp"):
+        assert _close(res["fsdp.grads"], expect)
+    # The check can fail: without sample keys the ranks' masks differ from the reference.
+    model.zero_grad()
+    nn.functional.mse_loss(model(x), y).backward()
+    assert not _close([p.grad for p in model.parameters()], expect)

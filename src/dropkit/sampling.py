@@ -41,7 +41,9 @@ def _check_ids(ids: object) -> torch.Tensor:
             f"sample_keys: ids must be 1-D (one id per row of the batch), but got shape "
             f"{tuple(ids.shape)}"
         )
-    ids = ids.detach().to(device="cpu", dtype=torch.int64).contiguous()
+    if ids.dtype != torch.int64 or ids.device.type != "cpu" or not ids.is_contiguous():
+        ids = ids.to(device="cpu", dtype=torch.int64).contiguous()
+    ids = ids.detach()
     if ids.numel() and int(ids.numpy().min()) < 0:
         raise ValueError(
             f"sample_keys: ids must be non-negative, but got {int(ids.min())}; pass dataset "
