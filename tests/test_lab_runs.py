@@ -139,7 +139,7 @@ def test_cli_end_to_end(npz: Path, tmp_path: Path, capsys) -> None:
 
 def test_cli_errors_are_messages(tmp_path: Path, capsys) -> None:
     assert main(["lab", "--data", str(tmp_path / "nope.npz"), "--out", str(tmp_path)]) == 2
-    assert "unknown data" in capsys.readouterr().err
+    assert "file not found" in capsys.readouterr().err
     assert main(["lab", "--epochs", "0", "--out", str(tmp_path)]) == 2
     assert "epochs must be a positive integer" in capsys.readouterr().err
     assert main(["info"]) == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -195,8 +196,25 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     return flat
 
 
+_BUILTIN_DATA = ("mnist1d", "digits", "fashion-mnist")
+
+
 def _canonical_data(data: str) -> str:
-    return _ALIASES.get(data.lower(), data.lower()) if "/" not in data else data
+    """A built-in name in canonical form (any case, aliases); anything else, a path, as given."""
+    name = _ALIASES.get(data.lower(), data.lower())
+    if name in _BUILTIN_DATA or name.startswith("mnist1d-seed"):
+        return name
+    return data  # a path keeps its case: MyData.npz and mydata.npz are two files
+
+
+# The flag a setting is typed as (the TOML key is the setting's own name).
+_FLAGS = {"p_main": "p"}
+
+
+def _name(key: str) -> str:
+    """``--flag`` (and the config-file key when it differs) for error messages."""
+    flag = "--" + _FLAGS.get(key, key).replace("_", "-")
+    return flag if _FLAGS.get(key, key) == key and "_" not in key else f"{flag} ({key})"
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -211,15 +229,22 @@ def _coerce(key: str, value: Any) -> Any:
     if key in ("hidden", "sizes") and (
         not value or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)
     ):
-        raise ValueError(f"{key} must be positive integers, but got {list(value)}")
+        raise ValueError(f"{_name(key)} must be positive integers, but got {list(value)}")
     if key in ("ps", "bv_ps", "coverage_ps"):
-        value = tuple(check_p(v, f"{key} entry") for v in value)
+        value = tuple(check_p(v, f"{_name(key)} entry") for v in value)
         if any(v >= 1.0 for v in value) or not value:
-            raise ValueError(f"{key} needs drop probabilities in [0, 1), but got {list(value)}")
+            raise ValueError(
+                f"{key} needs drop probabilities in [0, 1), but got {list(value)} ({_name(key)})"
+            )
+        if key in ("ps", "bv_ps") and len(set(value)) < 2:
+            raise ValueError(
+                f"{_name(key)} is a grid to compare drop probabilities on, but got one value "
+                f"{list(value)}; give at least two, e.g. 0,0.2,0.5,0.8"
+            )
     if key in ("input_p", "p_main"):
-        value = check_p(value, key)
+        value = check_p(value, _name(key))
         if value >= 1.0:
-            raise ValueError(f"{key} must be below 1, but got {value}")
+            raise ValueError(f"{_name(key)} must be below 1, but got {value}")
     if key == "scaling":
         value = check_scaling(value)
     if key == "experiments":
@@ -227,11 +252,21 @@ def _coerce(key: str, value: Any) -> Any:
         if bad:
             raise ValueError(f"unknown experiment(s) {bad}; choose from {', '.join(EXPERIMENTS)}")
     if key in _POSITIVE and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{key} must be a positive integer, but got {value!r}")
+        raise ValueError(f"{_name(key)} must be a positive integer, but got {value!r}")
     if key == "tiny_hidden" and value > 16:
         raise ValueError(f"tiny_hidden={value} means 2^{value} sub-networks; use at most 16")
-    if key in ("lr", "weight_decay") and (not isinstance(value, (int, float)) or value < 0):
-        raise ValueError(f"{key} must be a non-negative number, but got {value!r}")
+    if key in ("lr", "weight_decay"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{_name(key)} must be a number, but got {value!r}")
+        value = float(value)
+        if not math.isfinite(value) or value < 0 or (key == "lr" and value == 0):
+            bound = "positive" if key == "lr" else "non-negative"
+            raise ValueError(f"{_name(key)} must be a finite {bound} number, but got {value!r}")
+    if key == "seed":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"--seed must be an integer, but got {value!r}")
+        if not 0 <= value < 2**63:
+            raise ValueError(f"--seed must be in [0, 2**63), but got {value}")
     if key == "mode" and value not in _PRESETS:
         raise ValueError(f"mode must be 'quick' or 'full', but got {value!r}")
     if key == "bv_resample" and value not in ("bootstrap", "regenerate"):
@@ -265,6 +300,6 @@ def resolve_config(*layers: dict[str, Any]) -> LabConfig:
     model = ModelConfig(**{k: v for k, v in clean.items() if k in _MODEL_KEYS})
     train = TrainConfig(**{k: v for k, v in clean.items() if k in _TRAIN_KEYS})
     lab = {k: v for k, v in clean.items() if k in _LAB_KEYS}
-    lab["seed"] = int(lab.get("seed", 0))
+    lab["seed"] = lab.get("seed", 0)
     lab["out"] = str(lab.get("out", "lab-out"))
     return LabConfig(model=model, train=train, **lab)

@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import os
 import struct
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,6 +167,15 @@ def validate(
             raise DataError(f"{name}: {what} has labels outside 0..{k - 1}: {bad[:10].tolist()}")
     if k < 2 or np.unique(ytr).size < 2:
         raise DataError(f"{name}: y_train needs at least two classes, but has {np.unique(ytr)}")
+    if n_classes is None:  # classes are 0..C-1, each present: a stray label is no new class
+        absent = sorted(set(range(k)) - set(np.unique(ytr).tolist()))
+        if absent:
+            rare = {c: int((ytr == c).sum() + (yte == c).sum()) for c in range(k)}
+            raise DataError(
+                f"{name}: labels must be the classes 0..C-1, each in y_train, but classes "
+                f"{absent[:10]} never occur there (label counts: {rare}); remap the labels "
+                "to 0..C-1, or drop the stray ones"
+            )
     mean, std = float(xtr.mean()), float(xtr.std())
     std = std if std > 0 else 1.0
     xtr = ((xtr - mean) / std).astype(np.float32)
@@ -286,8 +296,8 @@ def load_fashion_mnist(folder: str | Path = FASHION_DIR) -> Dataset:
 def load_npz(path: str | Path) -> Dataset:
     """Your own arrays: an ``.npz`` holding ``x_train, y_train, x_test, y_test``."""
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
+    try:  # our own handle: numpy leaks its own when the zip is truncated
+        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as z:
             missing = [k for k in _IDX_NAMES if k not in z.files]
             if missing:
                 raise DataError(
@@ -297,8 +307,8 @@ def load_npz(path: str | Path) -> Dataset:
             arrays = {k: z[k] for k in _IDX_NAMES}
     except DataError:
         raise
-    except (OSError, ValueError, EOFError, zlib.error) as err:
-        raise DataError(f"{path}: cannot read .npz file ({err})") from err
+    except (OSError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: cannot read .npz file, is it truncated? ({err})") from err
     return validate(str(path), **arrays)
 
 
@@ -323,6 +333,9 @@ def load_data(data: str, cache_dir: str | Path | None = None) -> Dataset:
         return load_idx_folder(path)
     if path.suffix == ".npz" and path.is_file():
         return load_npz(path)
+    if not path.exists() and (path.suffix or len(path.parts) > 1):
+        where = "" if path.is_absolute() else f" (relative to {Path.cwd()})"
+        raise DataError(f"--data {data!r}: file not found{where}")
     raise DataError(
         f"unknown data {data!r}: use mnist1d, digits, fashion-mnist, a .npz file with "
         "x_train/y_train/x_test/y_test, or a folder of MNIST-format IDX files"

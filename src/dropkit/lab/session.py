@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,7 @@ from dropkit.lab.report import build_report
 from dropkit.lab.runner import Runner
 from dropkit.lab.store import Store
 
-__all__ = ["LabRun", "run_lab"]
+__all__ = ["LabRun", "check_out", "run_lab"]
 
 Progress = Callable[[str, int, int], None]
 
@@ -39,6 +40,41 @@ class LabRun:
     wall_s: float
 
 
+# Settings that do not change any result: one folder may be rerun with other values.
+_EXECUTION_ONLY = ("experiments", "workers", "threads", "out", "mode")
+
+
+def check_out(out: Path, cfg: LabConfig) -> None:
+    """Refuse, before anything is written, an ``--out`` that holds another configuration.
+
+    Results are stored per experiment; a report must not show sections trained under
+    different settings under one header. The same settings (other experiments, workers or
+    threads included) resume; anything else needs its own folder.
+    """
+    if out.exists() and not out.is_dir():
+        raise RuntimeError(f"--out {str(out)!r} is a file, not a folder; choose another --out")
+    saved = out / "config.json"
+    if not saved.is_file():
+        return
+    try:
+        old = json.loads(saved.read_text())
+    except (OSError, ValueError) as err:
+        raise RuntimeError(
+            f"{saved} is not a dropkit lab config ({err}); use another --out, or move the "
+            "folder away"
+        ) from err
+    new = cfg.to_dict()
+    changed = sorted(k for k in set(old) | set(new)
+                     if k not in _EXECUTION_ONLY and old.get(k) != new.get(k))
+    if changed:
+        diffs = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed)
+        raise RuntimeError(
+            f"--out {str(out)!r} holds results made with other settings ({diffs}); a report "
+            "mixes nothing, so use another --out for this configuration (or delete the folder "
+            "to start over)"
+        )
+
+
 def _experiment_hash(config: Any, fingerprint: str) -> str:
     return digest({"config": dataclasses.asdict(config), "data": fingerprint})
 
@@ -50,11 +86,22 @@ def run_lab(
     start = time.perf_counter()
     dataset = load_data(cfg.data, cache_dir)  # bad data fails before anything is written
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1, sort_keys=True) + "\n")
+    check_out(out, cfg)  # so does a folder that holds another configuration's results
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK):
+            raise PermissionError(13, "permission denied", str(out))
+        store = Store(out)
+        (out / "config.json").write_text(
+            json.dumps(cfg.to_dict(), indent=1, sort_keys=True) + "\n"
+        )
+    except OSError as err:
+        raise RuntimeError(
+            f"cannot write to --out {str(out)!r} ({err.strerror or err}); choose a folder "
+            "you can write to"
+        ) from err
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)  # the analyses too: no oversubscribed cores
-    store = Store(out)
     runner = Runner(store, cfg.data, workers=cfg.workers, threads=cfg.threads,
                     cache_dir=cache_dir, on_progress=progress, dataset=dataset)
     try:

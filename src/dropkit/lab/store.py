@@ -84,8 +84,15 @@ class Store:
         self.path = Path(out) / self.FILENAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path)
-        self._db.executescript(_SCHEMA)
-        self._db.commit()
+        try:
+            self._db.executescript(_SCHEMA)
+            self._db.commit()
+        except sqlite3.DatabaseError as err:
+            self._db.close()
+            raise RuntimeError(
+                f"{self.path} is not a readable dropkit results store ({err}); it may be "
+                "corrupt: move it away to start over, or use another --out"
+            ) from err
 
     def close(self) -> None:
         self._db.close()
