@@ -53,10 +53,9 @@ def _python_blocks(path: pathlib.Path) -> list[str]:
 def test_markdown_python_blocks_run(doc, tmp_path, monkeypatch):
     path = ROOT / doc if doc == "README.md" else ROOT / "docs" / doc
     monkeypatch.chdir(tmp_path)
-    namespace: dict[str, object] = {"__name__": "__doc_example__"}  # blocks run in order
     try:
-        for block in _python_blocks(path):
+        for block in _python_blocks(path):  # each block on its own, as a reader copies it
             if "# doc: skip" not in block:
-                exec(compile(block, doc, "exec"), namespace)
+                exec(compile(block, doc, "exec"), {"__name__": "__doc_example__"})
     finally:
         dropkit.set_backend("auto")

@@ -129,3 +129,28 @@ def test_config_json_is_written_only_after_the_checks(tmp_path: Path, capsys) ->
     (out / "results.sqlite").write_bytes(b"junk" * 50)
     _lab(["--data", str(data), "--out", str(out)], capsys)
     assert not (out / "config.json").exists()
+
+
+def test_cli_conventions(tmp_path: Path, capsys, monkeypatch) -> None:
+    """--version; progress on stderr and results on stdout; `lab [flags] report DIR`;
+    exit status 130 on Ctrl-C with a word on resuming; a report of nothing is an error."""
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("dropkit ")
+    data, out = _npz(tmp_path / "d.npz", seed=0), tmp_path / "o"
+    rc = main(["lab", "overfitting", "--data", str(data), "--out", str(out),
+               *[a for a in TINY if a != "--quiet"]])
+    captured = capsys.readouterr()
+    assert rc == 0 and "verdicts" in captured.out and "training" in captured.err
+    assert "training" not in captured.out  # the bars went to stderr
+    assert main(["lab", "--quick", "report", str(out)]) == 0
+    assert "report:" in capsys.readouterr().out
+    assert main(["lab", "report", str(tmp_path / "nothing")]) == 2
+    assert "no dropkit lab results" in capsys.readouterr().err
+    assert not (tmp_path / "nothing").exists()
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("dropkit.lab.session.run_lab", interrupted)
+    assert main(["lab", "overfitting", "--data", str(data), "--out", str(out), *TINY]) == 130
+    assert "rerun with the same --out" in capsys.readouterr().err

@@ -5,7 +5,10 @@ Commands:
     [--workers N] [--seed S] [--config lab.toml] [model and training flags]``: train, measure
     the seed document's claims, write the report.
     ``dropkit lab report DIR``: rebuild the report of DIR from its stored results.
-    ``dropkit info``: versions and backends.
+    ``dropkit info``: versions and backends. ``dropkit --version``: the version.
+
+Results go to stdout, progress bars and errors to stderr; the exit status is 0 on success, 2
+for a usage or input error, 130 when interrupted (finished trials are kept).
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ def _run_lab(argv: Sequence[str]) -> int:
     from dropkit.lab.session import run_lab
 
     args = _lab_parser().parse_args(argv)
+    if args.experiments[:1] == ["report"]:  # `dropkit lab [flags] report DIR`
+        return _report(args.experiments[1:])
     flags: dict[str, Any] = {k: v for k, v in vars(args).items()
                              if k not in ("config", "quiet") and v is not None}
     if not flags.get("experiments"):
@@ -91,17 +96,16 @@ def _run_lab(argv: Sequence[str]) -> int:
     workers = flags.get("workers", file_layer.get("workers"))
     defaults = {"workers": min(os.cpu_count() or 1, 4) if workers is None else workers}
     cfg = resolve_config(mode, defaults, file_layer, flags)
-    console = _console()
-    with _Progress(console, args.quiet) as update:
+    with _Progress(_console(stderr=True), args.quiet) as update:  # progress on stderr
         run = run_lab(cfg, progress=update)
-    _summary(console, run)
+    _summary(_console(stderr=False), run)  # results on stdout
     return 0
 
 
-def _console() -> Any:
+def _console(stderr: bool) -> Any:
     from dropkit.lab._deps import need
 
-    return need("rich.console").Console(stderr=False)
+    return need("rich.console").Console(stderr=stderr)
 
 
 class _Progress:
@@ -156,6 +160,10 @@ def _report(argv: Sequence[str]) -> int:
                                 description="Rebuild the report of DIR from its stored results.")
     p.add_argument("dir", help="output folder of an earlier dropkit lab run")
     args = p.parse_args(argv)
+    from pathlib import Path
+
+    if not (Path(args.dir) / "results.sqlite").is_file():
+        raise ValueError(f"{args.dir!r} holds no dropkit lab results (no results.sqlite there)")
     path = build_report(args.dir)
     print(f"report: {path}")
     return 0
@@ -186,10 +194,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dropkit`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     top = argparse.ArgumentParser(prog="dropkit", description="dropkit: dropout done right.")
-    top.add_argument("command", choices=("lab", "info"), help="lab: run the lab; info: versions")
+    top.add_argument("--version", action="store_true", help="print the version and exit")
+    top.add_argument("command", choices=("lab", "info"),
+                     help="lab: run the lab (lab report DIR: rebuild a report); info: versions")
     if not argv or argv[0] in ("-h", "--help"):
         top.print_help()
         return 0 if argv else 2
+    if argv[0] in ("--version", "-V"):
+        from dropkit import __version__
+
+        print(f"dropkit {__version__}")
+        return 0
     cmd, rest = argv[0], argv[1:]
     try:
         if cmd == "info":
@@ -200,6 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, RuntimeError, ImportError) as err:
         print(f"dropkit: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("dropkit: interrupted; every finished trial is stored: rerun with the same "
+              "--out to resume", file=sys.stderr)
+        return 130
     return 2
 
 
