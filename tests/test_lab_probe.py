@@ -145,7 +145,7 @@ def test_cli_conventions(tmp_path: Path, capsys, monkeypatch) -> None:
     assert main(["lab", "--quick", "report", str(out)]) == 0
     assert "report:" in capsys.readouterr().out
     assert main(["lab", "report", str(tmp_path / "nothing")]) == 2
-    assert "no dropkit lab results" in capsys.readouterr().err
+    assert "holds no lab results" in capsys.readouterr().err
     assert not (tmp_path / "nothing").exists()
 
     def interrupted(*args: object, **kwargs: object) -> None:

@@ -163,7 +163,7 @@ def _report(argv: Sequence[str]) -> int:
     from pathlib import Path
 
     if not (Path(args.dir) / "results.sqlite").is_file():
-        raise ValueError(f"{args.dir!r} holds no dropkit lab results (no results.sqlite there)")
+        raise ValueError(f"{args.dir!r} holds no lab results (no results.sqlite there)")
     path = build_report(args.dir)
     print(f"report: {path}")
     return 0
