@@ -14,6 +14,7 @@ for a usage or input error, 130 when interrupted (finished trials are kept).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import sys
@@ -63,6 +64,9 @@ def _lab_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch threads per worker (default 1)")
     p.add_argument("--seed", type=int, help="base seed (default 0)")
     p.add_argument("--config", help="TOML file with any of these settings (flags override it)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="train on a Dask distributed cluster (the cluster extra) instead of "
+                        "local processes; its workers must see --data")
     g = p.add_argument_group("model and training")
     g.add_argument("--hidden", type=_ints, help="hidden widths, e.g. 1024,1024,1024")
     g.add_argument("--input-p", type=float, help="dropout on the inputs (default 0)")
@@ -88,7 +92,7 @@ def _run_lab(argv: Sequence[str]) -> int:
     if args.experiments[:1] == ["report"]:  # `dropkit lab [flags] report DIR`
         return _report(args.experiments[1:])
     flags: dict[str, Any] = {k: v for k, v in vars(args).items()
-                             if k not in ("config", "quiet") and v is not None}
+                             if k not in ("config", "quiet", "scheduler") and v is not None}
     if not flags.get("experiments"):
         flags.pop("experiments", None)
     file_layer = load_toml(args.config) if args.config else {}
@@ -96,10 +100,24 @@ def _run_lab(argv: Sequence[str]) -> int:
     workers = flags.get("workers", file_layer.get("workers"))
     defaults = {"workers": min(os.cpu_count() or 1, 4) if workers is None else workers}
     cfg = resolve_config(mode, defaults, file_layer, flags)
-    with _Progress(_console(stderr=True), args.quiet) as update:  # progress on stderr
-        run = run_lab(cfg, progress=update)
+    with contextlib.ExitStack() as stack:
+        executor = _cluster(args.scheduler, stack) if args.scheduler else None
+        with _Progress(_console(stderr=True), args.quiet) as update:  # progress on stderr
+            run = run_lab(cfg, progress=update, executor=executor)
     _summary(_console(stderr=False), run)  # results on stdout
     return 0
+
+
+def _cluster(address: str, stack: contextlib.ExitStack) -> Any:
+    """An executor on the Dask scheduler at ``address`` (closed with ``stack``)."""
+    from dropkit.lab._deps import need
+
+    distributed = need("distributed", extra="cluster")
+    try:
+        client = stack.enter_context(distributed.Client(address, timeout="20s"))
+    except (OSError, TimeoutError) as err:
+        raise RuntimeError(f"--scheduler {address}: cannot reach a Dask scheduler ({err})") from err
+    return client.get_executor()
 
 
 def _console(stderr: bool) -> Any:

@@ -8,8 +8,8 @@ from types import ModuleType
 __all__ = ["need"]
 
 
-def need(module: str) -> ModuleType:
-    """Import ``module`` or raise ImportError naming ``pip install dropkit[lab]``.
+def need(module: str, extra: str = "lab") -> ModuleType:
+    """Import ``module`` or raise ImportError naming ``pip install "dropkit[<extra>]"``.
 
     Example:
         >>> need("json").__name__
@@ -21,5 +21,5 @@ def need(module: str) -> ModuleType:
         top = module.split(".")[0]
         raise ImportError(
             f"dropkit lab needs {top!r}, which is not installed; "
-            "install the lab extra: pip install dropkit[lab]"
+            f"install the {extra} extra: pip install dropkit[{extra}]"
         ) from err

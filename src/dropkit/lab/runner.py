@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from dropkit.lab.data import Dataset, load_data, load_mnist1d
 from dropkit.lab.store import Store, pack, unpack
 from dropkit.lab.train import run_trial
 
-__all__ = ["Runner", "Trial"]
+__all__ = ["Runner", "Trial", "work_anywhere"]
 
 # What a worker process holds: the data set, loaded once by the initializer.
 _WORKER: dict[str, Any] = {}
@@ -65,6 +65,19 @@ def _work(spec: TrialSpec) -> tuple[dict[str, Any], bytes]:
     return result, pack(arrays)
 
 
+def work_anywhere(
+    spec: TrialSpec, data: str, cache_dir: str | None, threads: int
+) -> tuple[dict[str, Any], bytes]:
+    """One trial in any worker process (a Dask worker, any ``Executor``): the data set is
+    loaded on first use and kept, torch runs on ``threads`` threads. A pure function of its
+    arguments, so a trial rerun elsewhere (its worker died) gives the same bits."""
+    if _WORKER.get("key") != (data, cache_dir):
+        _init_worker(data, cache_dir, threads)
+        _WORKER["key"] = (data, cache_dir)
+    torch.set_num_threads(threads)
+    return _work(spec)
+
+
 class Runner:
     """Serves trials for one data set from ``store``, training missing ones.
 
@@ -76,6 +89,10 @@ class Runner:
         cache_dir: where generated data are cached (default ``~/.cache/dropkit``).
         on_progress: called as ``on_progress(label, done, total)`` while trials finish.
         dataset: ``data`` already loaded (default: load it here).
+        executor: any ``concurrent.futures.Executor`` to train on (e.g. a Dask cluster's,
+            ``distributed.Client(address).get_executor()``); its workers must see ``data``
+            (a built-in name, or a path on a shared file system). Default: ``workers``
+            local processes (or this process).
     """
 
     def __init__(
@@ -88,8 +105,10 @@ class Runner:
         cache_dir: str | Path | None = None,
         on_progress: Callable[[str, int, int], None] | None = None,
         dataset: Dataset | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.store = store
+        self.executor = executor
         self.data_name = data
         self.cache_dir = None if cache_dir is None else str(cache_dir)
         self.dataset = load_data(data, self.cache_dir) if dataset is None else dataset
@@ -150,7 +169,14 @@ class Runner:
             self.trained += 1
             self._report(label, len(done), total)
 
-        if self.workers > 1 and len(todo) > 1:
+        if self.executor is not None and todo:
+            args = (self.data_name, self.cache_dir, self.threads)
+            futures = {self.executor.submit(work_anywhere, s, *args): s for s in todo}
+            while futures:  # each result stored as it arrives: a killed driver resumes
+                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    finish(futures.pop(fut), *fut.result())
+        elif self.workers > 1 and len(todo) > 1:
             pool = self._executor()
             futures = {pool.submit(_work, s): s for s in todo}
             while futures:

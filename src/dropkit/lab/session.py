@@ -13,6 +13,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +81,16 @@ def _experiment_hash(config: Any, fingerprint: str) -> str:
 
 
 def run_lab(
-    cfg: LabConfig, progress: Progress | None = None, cache_dir: str | Path | None = None
+    cfg: LabConfig,
+    progress: Progress | None = None,
+    cache_dir: str | Path | None = None,
+    executor: Executor | None = None,
 ) -> LabRun:
-    """Run the experiments of ``cfg`` into ``cfg.out``, resuming from what is stored."""
+    """Run the experiments of ``cfg`` into ``cfg.out``, resuming from what is stored.
+
+    ``executor``: train on it (e.g. a Dask cluster's) instead of ``cfg.workers`` local
+    processes; the results are the same bits either way.
+    """
     start = time.perf_counter()
     dataset = load_data(cfg.data, cache_dir)  # bad data fails before anything is written
     out = Path(cfg.out)
@@ -103,7 +111,8 @@ def run_lab(
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)  # the analyses too: no oversubscribed cores
     runner = Runner(store, cfg.data, workers=cfg.workers, threads=cfg.threads,
-                    cache_dir=cache_dir, on_progress=progress, dataset=dataset)
+                    cache_dir=cache_dir, on_progress=progress, dataset=dataset,
+                    executor=executor)
     try:
         configs = {n: REGISTRY[n].Config.from_lab(cfg) for n in cfg.experiments}
         hashes = {n: _experiment_hash(c, runner.dataset.fingerprint) for n, c in configs.items()}
