@@ -236,6 +236,45 @@ def test_activation_checkpointing_recomputes_the_same_masks(reentrant: bool) -> 
     assert all(torch.equal(a, b) for a, b in zip(plain, _grads(net, segmented, x), strict=True))
 
 
+@pytest.mark.parametrize("reentrant", [False, True])
+def test_checkpointing_with_backward_inside_the_block(reentrant: bool) -> None:
+    """The usual loop: forward and backward in one block. The recompute must replay its
+    call, not count as a new one."""
+    net = _net()
+    x = torch.randn(5, 8, requires_grad=True)
+    plain = _grads(net, net, x)
+    net.zero_grad()
+    with dropkit.sample_keys(IDS, seed=3):
+        net[5](checkpoint(net[:5], x, use_reentrant=reentrant)).sum().backward()
+        after = dropkit.functional.dropout(torch.ones(5, 4), 0.5)  # call 2 of the block
+    assert all(torch.equal(a, p.grad) for a, p in zip(plain, net.parameters(), strict=True))
+    with dropkit.sample_keys(IDS, seed=3):
+        dropkit.functional.dropout(torch.ones(5, 16), 0.5)
+        dropkit.functional.dropout(torch.ones(5, 16), 0.3)
+        assert torch.equal(after, dropkit.functional.dropout(torch.ones(5, 4), 0.5))
+
+
+def test_a_recompute_on_another_thread_replays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA, autograd's device thread recomputes checkpointed segments: a call from
+    another thread inside backward finds its forward call; outside backward it is refused."""
+    x = torch.ones(5, 30)
+    with dropkit.sample_keys(IDS, seed=4):
+        torch.manual_seed(7)
+        first = dropkit.functional.dropout(x, 0.5)
+        dropkit.functional.dropout(x, 0.5)
+        got: list[torch.Tensor] = []
+
+        def recompute() -> None:
+            monkeypatch.setattr(torch._C, "_current_graph_task_id", lambda: 1)
+            torch.manual_seed(7)  # what checkpoint's RNG restore does
+            got.append(dropkit.functional.dropout(x, 0.5))
+
+        t = threading.Thread(target=recompute)
+        t.start()
+        t.join()
+    assert got and torch.equal(got[0], first)
+
+
 def test_checkpointing_fails_without_the_kept_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     """The check above can fail: forgetting closed blocks makes the recomputed masks fresh."""
     net = _net()

@@ -60,11 +60,15 @@ _LOCK = threading.Lock()
 
 
 def active() -> SampleState | None:
-    """The open block, if any, of the calling thread (another thread's block is an error)."""
+    """The open block, if any, of the calling thread (another thread's block is an error,
+    except inside backward: autograd's device threads recompute checkpointed segments, and
+    :func:`replayed_call` finds their calls)."""
     state = _ACTIVE
     if state is None or torch.compiler.is_compiling():
         return state
     if state.owner != threading.get_ident():
+        if torch._C._current_graph_task_id() != -1:
+            return None
         raise RuntimeError(
             "dropkit.sample_keys is open in another thread; a block keys the calls of the "
             "thread that opened it (open one block per thread, one at a time)"

@@ -285,6 +285,10 @@ def _resolve(
         # One draw per call, as a call without a seed makes: its value tells a
         # recomputation inside backward which call it replays.
         handle = None if compiling else int(fresh_seed())
+        if handle is not None and torch._C._current_graph_task_id() != -1:
+            found = _sample_context.replayed_call(handle)  # backward inside the block
+            if found is not None:
+                return _sample_keyed(found[0], found[1], mask_shape, batched, name)
         return _sample_keyed(block, block.next_call(handle), mask_shape, batched, name)
     # No block open, but recent ones kept: inside backward, a checkpointed segment of one
     # of them may be recomputing (torch restored the RNG state, so the draw repeats).
