@@ -115,17 +115,36 @@ def control(mesh: object, results: dict) -> None:
     _check(results, "control: local indices differ", one)
 
 
-def partial_refused(mesh: object, results: dict) -> None:
-    def one() -> None:
+def partial(mesh: object, results: dict) -> None:
+    """A Partial tensor's summands each take the mask (exact without a bias: the backward
+    of dropout before a column-parallel layer gets a Partial gradient); with a bias
+    (alpha dropout) it is refused."""
+
+    def forward() -> None:
         x = DTensor.from_local(torch.ones(4, 4), mesh, [Partial()], run_check=False)
+        y = DF.dropout(x, 0.5, seed=1)
+        assert tuple(y.placements) == (Partial(),)
+        assert torch.equal(y.full_tensor(), DF.dropout(x.full_tensor(), 0.5, seed=1))
         try:
-            DF.dropout(x, 0.5, seed=1)
+            DF.alpha_dropout(x, 0.5, True, seed=1)
         except ValueError as err:
             assert "Partial" in str(err) and "redistribute" in str(err), err
         else:
-            raise AssertionError("a Partial DTensor was dropped")
+            raise AssertionError("a Partial DTensor took a bias")
 
-    _check(results, "partial refused", one)
+    def column_parallel_backward() -> None:
+        g = torch.Generator().manual_seed(5)
+        full, weight = torch.randn(6, 8, generator=g), torch.randn(10, 8, generator=g)
+        leaf = full.clone().requires_grad_()
+        nn.functional.linear(DF.dropout(leaf, 0.5, seed=2), weight).pow(2).sum().backward()
+        x = distribute_tensor(full, mesh, [Replicate()]).requires_grad_()
+        w = distribute_tensor(weight, mesh, [Shard(0)])  # columnwise: output features split
+        z = nn.functional.linear(DF.dropout(x, 0.5, seed=2), w)
+        z.full_tensor().pow(2).sum().backward()  # dropout's backward gets a Partial grad
+        assert torch.allclose(x.grad.full_tensor(), leaf.grad, rtol=1e-5, atol=1e-5)
+
+    _check(results, "partial forward", forward)
+    _check(results, "partial gradient (column parallel)", column_parallel_backward)
 
 
 class MLP(nn.Module):
@@ -222,7 +241,7 @@ def main() -> None:
             mesh = init_device_mesh("cpu", (2,))
             variants(mesh, [[Shard(0)], [Shard(1)], [Shard(2)], [Shard(3)], [Replicate()]],
                      results)
-            partial_refused(mesh, results)
+            partial(mesh, results)
             control(mesh, results)
             tensor_parallel(mesh, results)
         else:

@@ -3,7 +3,8 @@
 Every elementwise and channel variant (functional and modules), on every placement of a
 1-D (2 ranks) and a 2-D (2 x 2) mesh, uneven shards included, returns a DTensor with the
 input's placements whose full tensor equals the variant on the full tensor, bit for bit,
-forward and backward; a Partial input is refused. A tensor-parallel MLP (Colwise, Rowwise)
+forward and backward; a Partial input takes the mask per summand (and is refused with a
+bias). A tensor-parallel MLP (Colwise, Rowwise)
 and attention block (SequenceParallel, Colwise, Rowwise) train with the losses and
 gradients of the unsharded blocks. The checks run in tests/dtensor_worker.py.
 """
@@ -48,7 +49,7 @@ def _run(tmp_path: Path, world: int) -> dict[str, str | None]:
 @pytest.mark.parametrize("world", [2, 4])
 def test_every_check_passes_on_every_rank(tmp_path: Path, world: int) -> None:
     results = _run(tmp_path, world)
-    expected = 13 * 5 + (4 if world == 2 else 0)  # variants x placements; partial, control, TP
+    expected = 13 * 5 + (5 if world == 2 else 0)  # variants x placements; 2 partial, control, 2 TP
     assert len(results) == expected, sorted(results)
     failed = {name: msg for name, msg in results.items() if msg is not None}
     assert not failed, "\n\n".join(f"{k}:\n{v}" for k, v in failed.items())

@@ -189,23 +189,27 @@ def test_masks_without_per_sample_meaning_are_refused() -> None:
         emb(torch.randint(0, 10, (5, 2)))
 
 
-def test_blocks_do_not_nest_and_stay_in_their_thread() -> None:
+def test_blocks_do_not_nest_and_each_thread_has_its_own() -> None:
+    """A block keys its own thread's calls: another thread's calls stay plain, and that
+    thread may open a block of its own at the same time."""
+    x = torch.ones(5, 40)
     with dropkit.sample_keys(IDS, seed=0):
         with pytest.raises(RuntimeError, match="nest"), dropkit.sample_keys(IDS, seed=1):
             pass
-        errors: list[BaseException] = []
+        mine = dropkit.functional.dropout(x, 0.5)
+        other: dict[str, torch.Tensor] = {}
 
-        def other() -> None:
-            try:
-                dropkit.functional.dropout(torch.ones(5, 3), 0.5)
-            except RuntimeError as e:
-                errors.append(e)
+        def work() -> None:
+            other["plain"] = dropkit.functional.dropout(x, 0.5, seed=9)
+            with dropkit.sample_keys(IDS, seed=0):
+                other["keyed"] = dropkit.functional.dropout(x, 0.5)
 
-        t = threading.Thread(target=other)
+        t = threading.Thread(target=work)
         t.start()
         t.join()
-        assert errors and "another thread" in str(errors[0])
-    assert _sample_context._ACTIVE is None
+    assert torch.equal(other["plain"], dropkit.functional.dropout(x, 0.5, seed=9))
+    assert torch.equal(other["keyed"], mine)
+    assert not _sample_context._BY_THREAD
 
 
 # ------------------------------------------------------------------ composition
@@ -276,11 +280,11 @@ def test_a_recompute_on_another_thread_replays(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_checkpointing_fails_without_the_kept_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The check above can fail: forgetting closed blocks makes the recomputed masks fresh."""
+    """The check above can fail: a recompute that finds no block draws fresh masks."""
     net = _net()
     x = torch.randn(5, 8, requires_grad=True)
     plain = _grads(net, net, x)
-    monkeypatch.setattr(_sample_context, "_KEPT", _sample_context.collections.deque(maxlen=0))
+    monkeypatch.setattr(_sample_context, "replayed_call", lambda handle: None)
 
     def segmented(x: torch.Tensor) -> torch.Tensor:
         return net[5](checkpoint(net[:5], x, use_reentrant=False))
@@ -349,3 +353,67 @@ def test_per_row_kernels_match_the_reference(rows: int, row_len: int, offset: in
     got = mask_affine(x, *args)
     with dropkit.use_backend("reference"):
         assert torch.equal(got, mask_affine(x, *args))
+
+
+def _plain_grads(net: nn.Module, x: torch.Tensor, checkpointed: bool) -> list[torch.Tensor]:
+    net.zero_grad()
+    torch.manual_seed(0)
+    out = net[5](checkpoint(net[:5], x, use_reentrant=False)) if checkpointed else net(x)
+    out.sum().backward()
+    return [p.grad.clone() for p in net.parameters()]  # type: ignore[union-attr]
+
+
+def test_a_plain_recompute_never_takes_a_closed_blocks_keys() -> None:
+    """torch.manual_seed(0) before a sample-keyed step and again before a plain one: the
+    plain step's recompute draws what the block's call drew, and must stay plain."""
+    net = _net()
+    x = torch.randn(5, 8, requires_grad=True)
+    torch.manual_seed(0)
+    with dropkit.sample_keys(IDS, seed=3):
+        net[5](checkpoint(net[:5], x, use_reentrant=False)).sum().backward()
+    plain = _plain_grads(net, x, checkpointed=False)
+    assert all(torch.equal(a, b)
+               for a, b in zip(plain, _plain_grads(net, x, checkpointed=True), strict=True))
+
+
+def test_many_blocks_before_one_backward() -> None:
+    """Gradient accumulation over more blocks than are kept: the graph keeps its blocks."""
+    net = _net()
+    xs = [torch.randn(5, 8, requires_grad=True) for _ in range(_sample_context.KEPT_BLOCKS + 4)]
+
+    def accumulate(checkpointed: bool) -> list[torch.Tensor]:
+        net.zero_grad()
+        total = torch.zeros(())
+        for k, x in enumerate(xs):
+            with dropkit.sample_keys(IDS, seed=k):
+                h = checkpoint(net[:5], x, use_reentrant=False) if checkpointed else net[:5](x)
+                total = total + net[5](h).sum()
+        total.backward()
+        return [p.grad.clone() for p in net.parameters()]  # type: ignore[union-attr]
+
+    assert all(torch.equal(a, b)
+               for a, b in zip(accumulate(False), accumulate(True), strict=True))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf")
+def test_a_compiled_function_may_open_the_block() -> None:
+    """Entering and leaving run eagerly (a graph break each); the calls inside compile."""
+    net = _net()
+
+    def step(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        with dropkit.sample_keys(ids, seed=2):
+            return net(x)
+
+    x = torch.randn(5, 8)
+    assert torch.equal(torch.compile(step)(x, IDS), step(x, IDS))
+
+
+def test_editing_the_ids_after_entry_changes_nothing() -> None:
+    ids = IDS.clone()
+    x = torch.ones(5, 30)
+    with dropkit.sample_keys(ids, seed=1):
+        ids += 1  # the caller reuses its buffer
+        a = dropkit.functional.dropout(x, 0.5)
+    with dropkit.sample_keys(IDS, seed=1):
+        assert torch.equal(a, dropkit.functional.dropout(x, 0.5))

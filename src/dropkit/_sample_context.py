@@ -17,28 +17,43 @@ index again, so the recomputed mask is the original one.
 from __future__ import annotations
 
 import collections
+import itertools
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
-__all__ = ["SampleState", "active", "closed", "kept", "open_block", "replayed_call"]
+__all__ = [
+    "SampleState",
+    "active",
+    "attach",
+    "closed",
+    "kept",
+    "note_plain",
+    "open_block",
+    "replayed_call",
+]
 
-# Blocks kept after they close, for recomputation inside a later backward.
+# Blocks kept (strongly) after they close, for recomputes whose forward left no graph node
+# behind (reentrant checkpointing runs its forward without grad). Blocks whose masks a
+# graph still holds stay alive through the graph itself (``attach``), however many.
 KEPT_BLOCKS = 16
+_PLAIN_KEPT = 4096  # draws of recent calls made outside any block (see ``note_plain``)
+_SEQ = itertools.count()  # the order of every remembered draw
 
 
-@dataclass
+@dataclass(eq=False)  # identity: blocks live in weak sets
 class SampleState:
     """One ``sample_keys`` block: the seed, the id of each row, the calls made so far."""
 
     seed: torch.Tensor  # 0-d int64 (two's complement of the 64-bit seed)
-    ids: torch.Tensor  # [B] int64 on the CPU
+    ids: torch.Tensor  # [B] int64 on the CPU (a copy: later edits of the caller's ids do not count)
     owner: int  # the thread that opened the block
     derive: Callable[[int], torch.Tensor] | None = None  # call -> the rows' keys (eager)
     calls: int = 0
-    handles: dict[int, int] = field(default_factory=dict)  # draw -> call index
+    handles: dict[int, tuple[int, int]] = field(default_factory=dict)  # draw -> (call, seq)
     ambiguous: set[int] = field(default_factory=set)  # draws seen twice in one block
 
     def next_call(self, handle: int | None) -> int:
@@ -48,72 +63,94 @@ class SampleState:
         if handle is not None:
             if handle in self.handles:
                 self.ambiguous.add(handle)
-            self.handles[handle] = call
+            self.handles[handle] = (call, next(_SEQ))
         return call
 
 
-# A plain global, not a ContextVar: torch.compile traces module globals (and guards on
-# them) but graph-breaks on ContextVar.get. One block at a time per process.
+# The open blocks, one per thread. torch.compile reads ``_ACTIVE`` (the block opened last:
+# a plain global, traced and guarded; ContextVar.get would graph-break), eager code the
+# calling thread's entry.
 _ACTIVE: SampleState | None = None
+_BY_THREAD: dict[int, SampleState] = {}
 _KEPT: collections.deque[SampleState] = collections.deque(maxlen=KEPT_BLOCKS)
+_LIVE: weakref.WeakSet[SampleState] = weakref.WeakSet()
+_PLAIN: collections.OrderedDict[int, int] = collections.OrderedDict()  # draw -> seq
 _LOCK = threading.Lock()
 
 
 def active() -> SampleState | None:
-    """The open block, if any, of the calling thread (another thread's block is an error,
-    except inside backward: autograd's device threads recompute checkpointed segments, and
-    :func:`replayed_call` finds their calls)."""
-    state = _ACTIVE
-    if state is None or torch.compiler.is_compiling():
-        return state
-    if state.owner != threading.get_ident():
-        if torch._C._current_graph_task_id() != -1:
-            return None
-        raise RuntimeError(
-            "dropkit.sample_keys is open in another thread; a block keys the calls of the "
-            "thread that opened it (open one block per thread, one at a time)"
-        )
-    return state
+    """The calling thread's open block, if any (when compiling: the block opened last)."""
+    if torch.compiler.is_compiling():
+        return _ACTIVE
+    return _BY_THREAD.get(threading.get_ident()) if _BY_THREAD else None
 
 
 def open_block(state: SampleState) -> None:
-    """Make ``state`` the open block; RuntimeError if one is open already."""
+    """Make ``state`` the calling thread's open block; RuntimeError if it has one already."""
     global _ACTIVE
     with _LOCK:
-        if _ACTIVE is not None:
+        if state.owner in _BY_THREAD:
             raise RuntimeError(
-                "dropkit.sample_keys blocks do not nest: one is open already (close it "
-                "first; every call inside one block is keyed by that block's ids)"
+                "dropkit.sample_keys blocks do not nest: this thread has one open already "
+                "(close it first; every call inside one block is keyed by that block's ids)"
             )
+        _BY_THREAD[state.owner] = state
+        _LIVE.add(state)
         _ACTIVE = state
 
 
 def closed(state: SampleState) -> None:
-    """Close the open block, keeping it for recomputation inside a later backward."""
+    """Close ``state``, keeping it for recomputes inside a later backward."""
     global _ACTIVE
     with _LOCK:
-        _ACTIVE = None
+        _BY_THREAD.pop(state.owner, None)
         _KEPT.append(state)
+        _ACTIVE = next(reversed(_BY_THREAD.values()), None)
+
+
+def attach(keys: torch.Tensor, state: SampleState) -> torch.Tensor:
+    """Let ``keys`` (held by the autograd graph of the op that uses them) keep ``state``
+    alive until that graph is freed, so its recompute can still find the block."""
+    keys._dropkit_block = state  # type: ignore[attr-defined]
+    return keys
+
+
+def note_plain(handle: int) -> None:
+    """Remember the draw of a call made outside any block (while blocks are remembered):
+    a later recompute that draws it again is that plain call, not a block's call whose
+    draw happened to be the same (torch.manual_seed repeated across runs)."""
+    with _LOCK:
+        _PLAIN[handle] = next(_SEQ)
+        _PLAIN.move_to_end(handle)
+        while len(_PLAIN) > _PLAIN_KEPT:
+            _PLAIN.popitem(last=False)
 
 
 def replayed_call(handle: int) -> tuple[SampleState, int] | None:
-    """The block and call index that first drew ``handle``, newest block first; None if
-    no kept block drew it. RuntimeError if that block drew it twice (which call it replays
-    cannot be told)."""
+    """The block and call index whose forward drew ``handle``: of every call remembered
+    with that draw, the latest (a recompute follows its own forward). None when that call
+    was made outside any block, or nothing remembers the draw. RuntimeError if the block
+    drew it twice (which call it replays cannot be told)."""
     with _LOCK:
-        blocks = ([_ACTIVE] if _ACTIVE is not None else []) + list(reversed(_KEPT))
+        blocks = set(_LIVE) | set(_KEPT)
+        plain_seq = _PLAIN.get(handle, -1)
+    best: tuple[int, SampleState] | None = None
     for state in blocks:
-        if handle in state.handles:
-            if handle in state.ambiguous:
-                raise RuntimeError(
-                    "dropkit.sample_keys: a recomputed random call cannot be matched to its "
-                    "forward call (torch's RNG state repeated inside one block, e.g. "
-                    "torch.manual_seed between layers); do not reseed inside the block"
-                )
-            return state, state.handles[handle]
-    return None
+        entry = state.handles.get(handle)
+        if entry is not None and entry[1] > plain_seq and (best is None or entry[1] > best[0]):
+            best = (entry[1], state)
+    if best is None:
+        return None
+    state = best[1]
+    if handle in state.ambiguous:
+        raise RuntimeError(
+            "dropkit.sample_keys: a recomputed random call cannot be matched to its forward "
+            "call (torch's RNG state repeated inside one block, e.g. torch.manual_seed "
+            "between layers); do not reseed inside the block"
+        )
+    return state, state.handles[handle][0]
 
 
 def kept() -> bool:
-    """Whether any block is open or kept (a cheap test before any lookup)."""
-    return _ACTIVE is not None or len(_KEPT) > 0
+    """Whether any block is open or remembered (a cheap test before any lookup)."""
+    return bool(_BY_THREAD) or bool(_KEPT) or len(_LIVE) > 0

@@ -290,17 +290,21 @@ def _resolve(
             if found is not None:
                 return _sample_keyed(found[0], found[1], mask_shape, batched, name)
         return _sample_keyed(block, block.next_call(handle), mask_shape, batched, name)
-    # No block open, but recent ones kept: inside backward, a checkpointed segment of one
-    # of them may be recomputing (torch restored the RNG state, so the draw repeats).
-    if compiling or torch._C._current_graph_task_id() == -1:
+    # No block open here, but blocks remembered: every call draws one value, as calls in a
+    # block do. Outside backward the draw is noted as a plain call's; inside backward a
+    # checkpointed segment may be recomputing (torch restored the RNG state, so the draw
+    # repeats), and the latest call that drew it, in a block or not, is the one replayed.
+    if compiling:
         return Keys(scalar_seed(seed, generator))
     drawn = fresh_seed()
-    found = _sample_context.replayed_call(int(drawn))
-    if found is not None:
-        return _sample_keyed(found[0], found[1], mask_shape, batched, name)
-    if seed is None and generator is None:
-        return Keys(drawn)
-    return Keys(scalar_seed(seed, generator))
+    seedless = seed is None and generator is None
+    if torch._C._current_graph_task_id() == -1:
+        _sample_context.note_plain(int(drawn))
+    else:
+        found = _sample_context.replayed_call(int(drawn))
+        if found is not None:
+            return _sample_keyed(found[0], found[1], mask_shape, batched, name)
+    return Keys(drawn if seedless else scalar_seed(seed, generator))
 
 
 def _folded(
@@ -382,7 +386,9 @@ def _sample_keyed(
         return Keys(derive_sample_keys(block.seed, block.ids, call))
     if not 0 <= call <= rng.MASK32:
         raise RuntimeError(f"too many random calls in one block ({call}); at most 2**32")
-    return Keys(block.derive(call))  # the same keys, the ids' words split once per block
+    # The same keys, the ids' words split once per block; the op's graph node holds them,
+    # and through them the block, for as long as a recompute may need it.
+    return Keys(_sample_context.attach(block.derive(call), block))
 
 
 _WARNED = False

@@ -11,9 +11,7 @@ compute the same gradients (up to float summation order). See docs/distributed.m
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -21,7 +19,7 @@ import torch
 from dropkit import _sample_context, keys
 from dropkit.backends import keyed
 
-__all__ = ["IndexedDataset", "sample_keys"]
+__all__ = ["IndexedDataset", "SampleKeys", "sample_keys"]
 
 
 def _check_ids(ids: object) -> torch.Tensor:
@@ -41,9 +39,10 @@ def _check_ids(ids: object) -> torch.Tensor:
             f"sample_keys: ids must be 1-D (one id per row of the batch), but got shape "
             f"{tuple(ids.shape)}"
         )
-    if ids.dtype != torch.int64 or ids.device.type != "cpu" or not ids.is_contiguous():
-        ids = ids.to(device="cpu", dtype=torch.int64).contiguous()
-    ids = ids.detach()
+    if ids.dtype == torch.uint64 and ids.numel() and bool((ids >> 63).bool().any()):
+        raise ValueError("sample_keys: ids must be below 2**63; pass dataset indices")
+    # A copy: editing the caller's tensor later (a reused buffer) changes no key.
+    ids = ids.detach().to(device="cpu", dtype=torch.int64, copy=True).contiguous()
     if ids.numel() and int(ids.numpy().min()) < 0:
         raise ValueError(
             f"sample_keys: ids must be non-negative, but got {int(ids.min())}; pass dataset "
@@ -52,8 +51,7 @@ def _check_ids(ids: object) -> torch.Tensor:
     return ids
 
 
-@contextlib.contextmanager
-def sample_keys(ids: torch.Tensor, seed: int | torch.Tensor | None = None) -> Iterator[None]:
+def sample_keys(ids: torch.Tensor, seed: int | torch.Tensor | None = None) -> SampleKeys:
     r"""Key every dropkit mask in the block by the sample ids of the batch's rows.
 
     .. math::
@@ -67,9 +65,11 @@ def sample_keys(ids: torch.Tensor, seed: int | torch.Tensor | None = None) -> It
     keyed per row the same way. An explicit ``seed=`` on a call inside is overridden.
     Backward regenerates the masks from the keys; activation checkpointing
     (``torch.utils.checkpoint``, with its default ``preserve_rng_state=True``) recomputes
-    the same masks, also after the block has closed (the last 16 blocks are kept for
-    that); ``torch.compile`` gives the masks of eager; ``mc_predict`` inside the block
+    the same masks, also after the block has closed (a block lives as long as a graph holds
+    its masks' keys, and the last 16 stay for reentrant checkpointing); ``torch.compile``
+    gives the masks of eager; ``mc_predict`` inside the block
     draws MC samples of sample-keyed rows (:func:`dropkit.keys.derive_mc_sample_keys`).
+    Each thread has its own block (other threads' calls are not keyed by it).
 
     Args:
         ids: ``[B]`` integer tensor, the id of each row of the batch (the dataset indices
@@ -95,15 +95,35 @@ def sample_keys(ids: torch.Tensor, seed: int | torch.Tensor | None = None) -> It
     Paper: the per-element counter keys of Salmon et al. 2011, "Parallel random numbers: as
     easy as 1, 2, 3" (SC), applied to (sample id, element).
     """
-    ids = _check_ids(ids)
-    seed_t = keys.scalar_seed(seed, None)
-    derive = keyed.id_deriver(int(seed_t), ids, keys.SAMPLE_DOMAIN)
-    state = _sample_context.SampleState(seed_t, ids, threading.get_ident(), derive)
-    _sample_context.open_block(state)
-    try:
-        yield
-    finally:
-        _sample_context.closed(state)
+    return SampleKeys(ids, seed)
+
+
+class SampleKeys:
+    """The block :func:`sample_keys` returns (a context manager; see there).
+
+    Entering and leaving run eagerly, also inside a ``torch.compile``d function (they are
+    excluded from the graph); the calls inside read the block as compiled code.
+    """
+
+    def __init__(self, ids: torch.Tensor, seed: int | torch.Tensor | None = None) -> None:
+        self._ids, self._seed = ids, seed
+        self._state: _sample_context.SampleState | None = None
+
+    @torch.compiler.disable
+    def __enter__(self) -> None:
+        if self._state is not None:
+            raise RuntimeError("this sample_keys block is open already; make a new one")
+        ids = _check_ids(self._ids)
+        seed_t = keys.scalar_seed(self._seed, None)
+        derive = keyed.id_deriver(int(seed_t), ids, keys.SAMPLE_DOMAIN)
+        state = _sample_context.SampleState(seed_t, ids, threading.get_ident(), derive)
+        _sample_context.open_block(state)
+        self._state = state
+
+    @torch.compiler.disable
+    def __exit__(self, *exc: object) -> None:
+        if self._state is not None:
+            _sample_context.closed(self._state)
 
 
 class IndexedDataset(torch.utils.data.Dataset):

@@ -1,8 +1,10 @@
 """Seeded ops on sharded tensors (``torch.distributed.tensor.DTensor``), without communication.
 
 A mask is a function of (keys, global element index), so each shard can draw its own part of
-the global mask: from the mesh and the placements it knows which global indices its local
-elements hold (uneven shards and 2-D meshes included), draws the smallest flat range of the
+the global mask (a ``Partial`` tensor's summands are each multiplied by the mask, which is
+exact for a mask without bias, as in the backward of a column-parallel layer's input; with a
+bias, alpha dropout's, it is refused): from the mesh and the placements it knows which
+global indices its local elements hold (uneven shards and 2-D meshes included), draws the smallest flat range of the
 global mask stream that covers them, and picks its elements out of it. The result is a
 DTensor with the input's placements whose full tensor equals the op on the full tensor, bit
 for bit; backward (the same op on the gradient) works the same way.
@@ -84,12 +86,7 @@ def sharded_apply(
             f"dropkit::{op.name} has no rule for sharded tensors (its mask is not elementwise "
             "over a fixed shape); call it on x.full_tensor() or on the local tensor"
         )
-    if any(isinstance(p, Partial) for p in x.placements):
-        raise ValueError(
-            f"dropkit::{op.name}: a DTensor with a Partial placement ({x.placements}) holds "
-            "summands, not values, so no mask applies to it; redistribute it to Replicate "
-            "or Shard first (x.redistribute(mesh, [Replicate()]))"
-        )
+    partial = any(isinstance(p, Partial) for p in x.placements)
     if isinstance(seed, DTensor):
         seed = seed.full_tensor()
     local = x.to_local()
@@ -114,6 +111,13 @@ def sharded_apply(
         run = [hi - lo + 1] if seed.dim() == 0 else [lens[0], hi - lo + 1]
         shape, op_ints = op.mask.with_shape(ints, run)
         w, b = op._multiplier(shape, keys, offset + lo, op_ints, floats, local.device, dtype)
+        if partial and bias and b is not None:
+            raise ValueError(
+                f"dropkit::{op.name}: a DTensor with a Partial placement ({x.placements}) "
+                "holds summands, and this mask adds a bias, which summands cannot share; "
+                "redistribute it to Replicate or Shard first (x.redistribute(mesh, "
+                "[Replicate()]))"
+            )
         pick = (idx - lo).reshape(-1).to(local.device)
         w = _gather(w, run, pick, lens)
         y = local.to(dtype) * w
