@@ -4,10 +4,10 @@ A mask is a function of (keys, global element index), so each shard can draw its
 the global mask (a ``Partial`` tensor's summands are each multiplied by the mask, which is
 exact for a mask without bias, as in the backward of a column-parallel layer's input; with a
 bias, alpha dropout's, it is refused): from the mesh and the placements it knows which
-global indices its local elements hold (uneven shards and 2-D meshes included), draws the smallest flat range of the
-global mask stream that covers them, and picks its elements out of it. The result is a
-DTensor with the input's placements whose full tensor equals the op on the full tensor, bit
-for bit; backward (the same op on the gradient) works the same way.
+global indices its local elements hold (uneven shards and 2-D meshes included), draws the
+smallest flat range of the global mask stream that covers them, and picks its elements out
+of it. The result is a DTensor with the input's placements whose full tensor equals the op
+on the full tensor, bit for bit; backward (the same op on the gradient) works the same way.
 
 Registered through ``torch.library``'s extension point for tensor subclasses
 (``CustomOpDef.register_torch_dispatch``), once per :class:`SeededMultiply` that declares its
