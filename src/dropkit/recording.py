@@ -177,7 +177,9 @@ def replay(call: RandomCall, device: torch.device | str = "cpu") -> torch.Tensor
 
     Returns the mask of ``call.mask_shape``: bool keep decisions (True = kept) for the
     ``keep`` kind, else the float64 noise (standard normals, logistic variates) the
-    call's multiplier was made from.
+    call's multiplier was made from. For ``drop_block2d`` the keep decisions are the
+    block-centre draws at ``gamma`` (``call.p``), from which the op grows its blocks, not
+    the dropped-unit mask itself.
 
     Example:
         >>> import torch, dropkit
