@@ -12,7 +12,6 @@ from dropkit.errors import DistributedSeedWarning, DtypeError, SampleKeyError
 from dropkit.mask import keep_mask
 from dropkit.modes import active_dropout, convert, guard, mc_mode
 from dropkit.recording import Recording, record, replay
-from dropkit.sampling import IndexedDataset, sample_keys
 
 __version__ = "0.1.0"
 
@@ -22,6 +21,7 @@ __all__ = [
     "IndexedDataset",
     "Recording",
     "SampleKeyError",
+    "SampleKeys",
     "__version__",
     "active_dropout",
     "available_backends",
@@ -44,3 +44,15 @@ __all__ = [
     "set_backend",
     "use_backend",
 ]
+
+# ``sample_keys`` and friends import torch._dynamo (their block is entered eagerly, also
+# inside a compiled function): loaded on first use, so ``import dropkit`` stays light.
+_LAZY = {"IndexedDataset", "SampleKeys", "sample_keys"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        from dropkit import sampling
+
+        return getattr(sampling, name)
+    raise AttributeError(f"module 'dropkit' has no attribute {name!r}")

@@ -41,7 +41,10 @@ __all__ = [
 # graph still holds stay alive through the graph itself (``attach``), however many.
 KEPT_BLOCKS = 16
 _PLAIN_KEPT = 4096  # draws of recent calls made outside any block (see ``note_plain``)
-_SEQ = itertools.count()  # the order of every remembered draw
+_SEQ = itertools.count()  # the order of every remembered handle
+# What names a call across a recompute: ("draw", a value drawn from torch's default
+# generator) or ("seed", an explicit seed); see dropkit.keys._handle.
+Handle = tuple[str, int]
 
 
 @dataclass(eq=False)  # identity: blocks live in weak sets
@@ -53,10 +56,10 @@ class SampleState:
     owner: int  # the thread that opened the block
     derive: Callable[[int], torch.Tensor] | None = None  # call -> the rows' keys (eager)
     calls: int = 0
-    handles: dict[int, tuple[int, int]] = field(default_factory=dict)  # draw -> (call, seq)
-    ambiguous: set[int] = field(default_factory=set)  # draws seen twice in one block
+    handles: dict[Handle, tuple[int, int]] = field(default_factory=dict)  # -> (call, seq)
+    ambiguous: set[Handle] = field(default_factory=set)  # handles seen twice in one block
 
-    def next_call(self, handle: int | None) -> int:
+    def next_call(self, handle: Handle | None) -> int:
         """The index of the next random call (0, 1, ...), remembered under ``handle``."""
         call = self.calls
         self.calls += 1
@@ -74,7 +77,7 @@ _ACTIVE: SampleState | None = None
 _BY_THREAD: dict[int, SampleState] = {}
 _KEPT: collections.deque[SampleState] = collections.deque(maxlen=KEPT_BLOCKS)
 _LIVE: weakref.WeakSet[SampleState] = weakref.WeakSet()
-_PLAIN: collections.OrderedDict[int, int] = collections.OrderedDict()  # draw -> seq
+_PLAIN: collections.OrderedDict[Handle, int] = collections.OrderedDict()  # handle -> seq
 _LOCK = threading.Lock()
 
 
@@ -115,7 +118,7 @@ def attach(keys: torch.Tensor, state: SampleState) -> torch.Tensor:
     return keys
 
 
-def note_plain(handle: int) -> None:
+def note_plain(handle: Handle) -> None:
     """Remember the draw of a call made outside any block (while blocks are remembered):
     a later recompute that draws it again is that plain call, not a block's call whose
     draw happened to be the same (torch.manual_seed repeated across runs)."""
@@ -126,7 +129,7 @@ def note_plain(handle: int) -> None:
             _PLAIN.popitem(last=False)
 
 
-def replayed_call(handle: int) -> tuple[SampleState, int] | None:
+def replayed_call(handle: Handle) -> tuple[SampleState, int] | None:
     """The block and call index whose forward drew ``handle``: of every call remembered
     with that draw, the latest (a recompute follows its own forward). None when that call
     was made outside any block, or nothing remembers the draw. RuntimeError if the block
@@ -146,7 +149,8 @@ def replayed_call(handle: int) -> tuple[SampleState, int] | None:
         raise RuntimeError(
             "dropkit.sample_keys: a recomputed random call cannot be matched to its forward "
             "call (torch's RNG state repeated inside one block, e.g. torch.manual_seed "
-            "between layers); do not reseed inside the block"
+            "between layers, or one explicit seed passed to two calls); do not reseed "
+            "inside the block"
         )
     return state, state.handles[handle][0]
 

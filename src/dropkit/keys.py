@@ -279,32 +279,62 @@ def _resolve(
     if fold is not None:
         return _folded(fold, block, seed, generator, mask_shape, batched, name)
     compiling = torch.compiler.is_compiling()
+    in_backward = not compiling and torch._C._current_graph_task_id() != -1
     if block is not None:
-        if seed is not None or generator is not None:
-            scalar_seed(seed, generator)  # checked; the block's keys override it
-        # One draw per call, as a call without a seed makes: its value tells a
-        # recomputation inside backward which call it replays.
-        handle = None if compiling else int(fresh_seed())
-        if handle is not None and torch._C._current_graph_task_id() != -1:
-            found = _sample_context.replayed_call(handle)  # backward inside the block
+        key = None if seed is None and generator is None else scalar_seed(seed, generator)
+        trackable = not compiling and _trackable()
+        handle = _handle(key, generator, in_block=True) if trackable else None
+        if handle is not None and in_backward:  # a recompute inside the block
+            found = _sample_context.replayed_call(handle)
             if found is not None:
                 return _sample_keyed(found[0], found[1], mask_shape, batched, name)
         return _sample_keyed(block, block.next_call(handle), mask_shape, batched, name)
-    # No block open here, but blocks remembered: every call draws one value, as calls in a
-    # block do. Outside backward the draw is noted as a plain call's; inside backward a
-    # checkpointed segment may be recomputing (torch restored the RNG state, so the draw
-    # repeats), and the latest call that drew it, in a block or not, is the one replayed.
-    if compiling:
-        return Keys(scalar_seed(seed, generator))
-    drawn = fresh_seed()
-    seedless = seed is None and generator is None
-    if torch._C._current_graph_task_id() == -1:
-        _sample_context.note_plain(int(drawn))
-    else:
-        found = _sample_context.replayed_call(int(drawn))
-        if found is not None:
-            return _sample_keyed(found[0], found[1], mask_shape, batched, name)
-    return Keys(drawn if seedless else scalar_seed(seed, generator))
+    # No block open here, but blocks remembered. A call's handle names it across a
+    # recompute (torch restored the RNG state, so a seed-less call draws the same value):
+    # outside backward it is noted as a plain call's; inside backward the latest call with
+    # that handle, in a block or not, is the one replayed.
+    key = scalar_seed(seed, generator)  # (the draw of a seed-less call, as always)
+    if compiling or not _trackable():
+        return Keys(key)
+    handle = _handle(key, generator, in_block=False, seedless=seed is None and generator is None)
+    if handle is None:
+        return Keys(key)
+    if not in_backward:
+        _sample_context.note_plain(handle)
+        return Keys(key)
+    found = _sample_context.replayed_call(handle)
+    if found is not None:
+        return _sample_keyed(found[0], found[1], mask_shape, batched, name)
+    return Keys(key)
+
+
+def _trackable() -> bool:
+    """Whether a call's handle can be read: plain tensors, no transform, mode or tracer."""
+    return not (
+        torch._C._are_functorch_transforms_active()
+        or torch._C._len_torch_dispatch_stack() > 0
+        or torch.jit.is_tracing()
+    )
+
+
+def _handle(
+    key: torch.Tensor | None,
+    generator: object,
+    *,
+    in_block: bool,
+    seedless: bool = False,
+) -> tuple[str, int] | None:
+    """What names a call across a recompute: for a seed-less call its draw from torch's
+    default generator (in a block one is drawn for it; outside, its seed is that draw), for
+    an explicit seed the seed (no draw), for a generator call in a block a default-generator
+    draw (checkpointing restores only that one); None for a generator call outside."""
+    if in_block:
+        if key is None or generator is not None:
+            return ("draw", int(fresh_seed()))
+        return ("seed", int(key))
+    if generator is not None:
+        return None
+    return ("draw", int(key)) if seedless else ("seed", int(key))  # type: ignore[arg-type]
 
 
 def _folded(
