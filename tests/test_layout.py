@@ -143,3 +143,19 @@ def test_each_layer_module_imports_on_its_own() -> None:
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
         )
         assert done.returncode == 0, (name, done.stderr[-2000:])
+
+
+def test_import_dropkit_stays_light() -> None:
+    """``import dropkit`` loads no compiler, no DTensor, no Dask: those load on first use
+    (``dropkit.sample_keys``, a DTensor input, ``--scheduler``)."""
+    code = (
+        "import sys, dropkit\n"
+        "heavy = ['torch._dynamo', 'torch.distributed.tensor', 'distributed',\n"
+        "         'dropkit.sampling', 'dropkit.backends.sharded']\n"
+        "print([m for m in heavy if m in sys.modules])\n"
+        "dropkit.sample_keys\n"
+        "print('dropkit.sampling' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split("\n")
+    assert out[0] == "[]" and out[1] == "True", out
