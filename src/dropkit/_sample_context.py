@@ -77,7 +77,7 @@ _ACTIVE: SampleState | None = None
 _BY_THREAD: dict[int, SampleState] = {}
 _KEPT: collections.deque[SampleState] = collections.deque(maxlen=KEPT_BLOCKS)
 _LIVE: weakref.WeakSet[SampleState] = weakref.WeakSet()
-_PLAIN: collections.OrderedDict[Handle, int] = collections.OrderedDict()  # handle -> seq
+_PLAIN: dict[Handle, int] = {}  # handle -> seq, oldest first
 _LOCK = threading.Lock()
 
 
@@ -122,11 +122,12 @@ def note_plain(handle: Handle) -> None:
     """Remember the draw of a call made outside any block (while blocks are remembered):
     a later recompute that draws it again is that plain call, not a block's call whose
     draw happened to be the same (torch.manual_seed repeated across runs)."""
-    with _LOCK:
-        _PLAIN[handle] = next(_SEQ)
-        _PLAIN.move_to_end(handle)
-        while len(_PLAIN) > _PLAIN_KEPT:
-            _PLAIN.popitem(last=False)
+    _PLAIN.pop(handle, None)  # (each dict operation is atomic under the GIL: no lock)
+    _PLAIN[handle] = next(_SEQ)
+    if len(_PLAIN) > 2 * _PLAIN_KEPT:  # trim, now and then, to the newest _PLAIN_KEPT
+        with _LOCK:
+            for old in list(_PLAIN)[: len(_PLAIN) - _PLAIN_KEPT]:
+                _PLAIN.pop(old, None)
 
 
 def replayed_call(handle: Handle) -> tuple[SampleState, int] | None:
