@@ -339,7 +339,8 @@ def test_indexed_dataset_yields_ids() -> None:
 
 
 @pytest.mark.parametrize("rows, row_len", [(1, 5), (3, 64), (7, 65), (100, 4), (100, 511),
-                                           (3, 513), (3000, 64), (3000, 65), (40, 8192)])
+                                           (50, 508), (3, 513), (3000, 64), (3000, 65),
+                                           (40, 8192)])
 @pytest.mark.parametrize("offset", [0, 2, 4])
 def test_per_row_kernels_match_the_reference(rows: int, row_len: int, offset: int) -> None:
     """Every per-row path of the numba backend (short rows across row boundaries, row by

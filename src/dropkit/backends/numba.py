@@ -416,7 +416,7 @@ class NumbaBackend:
         if step and rows > 1:  # parts of whole rows, about ``step`` elements each
             per_part = max(1, step // max(row_len, 1))
             self._k.scale_rows_parallel(xa, oa, row_len, keys0, keys1, *args, per_part)
-        elif row_len < self._k.SHORT_ROW and row_len % 4 == 0 and offset % 4 == 0:
+        elif 4 <= row_len < self._k.SHORT_ROW and row_len % 4 == 0 and offset % 4 == 0:
             self._k.scale_short_rows(xa, oa, row_len, keys0, keys1, *args)
         else:
             self._k.scale_rows_serial(xa, oa, row_len, keys0, keys1, *args)
