@@ -194,14 +194,11 @@ def derive_keys(
 def derive_id_keys(
     seed: int | torch.Tensor, ids: torch.Tensor, call: int, domain: int
 ) -> torch.Tensor:
-    """:func:`derive_keys` with the counter words ``(lo32(id), hi32(id))`` of 64-bit ids."""
-    if not torch.compiler.is_compiling():
-        method = getattr(resolve(_probe(ids.device)), "derive_id_keys", None)
-        if method is not None:
-            out = method(int(seed), ids, call, domain)
-            if out is not None:
-                return out
-    return rng.derive_keys(seed, ids & rng.MASK32, ids >> 32, call, domain)
+    """:func:`derive_keys` with the counter words ``(lo32(id), hi32(id))`` of 64-bit ids
+    (torch ops when compiling: the graph then holds the derivation, the seed an input)."""
+    if torch.compiler.is_compiling():
+        return rng.derive_keys(seed, ids & rng.MASK32, ids >> 32, call, domain)
+    return id_deriver(int(seed), ids, domain)(call)
 
 
 def id_deriver(

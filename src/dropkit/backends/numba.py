@@ -367,13 +367,6 @@ class NumbaBackend:
         )
         return torch.from_numpy(out.view(np.int64)).view(c0.shape)
 
-    def derive_id_keys(
-        self, seed: int, ids: torch.Tensor, call: int, domain: int
-    ) -> torch.Tensor | None:
-        """Derived keys of CPU int64 ids (words ``lo32, hi32`` of each id), one pass."""
-        derive = self.id_deriver(seed, ids, domain)
-        return None if derive is None else derive(call)
-
     def id_deriver(
         self, seed: int, ids: torch.Tensor, domain: int
     ) -> Callable[[int], torch.Tensor] | None:

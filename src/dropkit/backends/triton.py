@@ -14,6 +14,7 @@ import functools
 import math
 import os
 import struct
+from collections.abc import Callable
 from types import ModuleType
 
 import torch
@@ -250,9 +251,9 @@ class TritonBackend:
         keys = seed.reshape(1) if seed.dim() == 0 else seed
         launch_scale_rows(x, out, keys, offset, row_len, thresh, w_keep, w_drop)
 
-    def derive_id_keys(
-        self, seed: int, ids: torch.Tensor, call: int, domain: int
-    ) -> torch.Tensor | None:
+    def id_deriver(
+        self, seed: int, ids: torch.Tensor, domain: int
+    ) -> Callable[[int], torch.Tensor] | None:
         if type(ids) is not torch.Tensor or torch._C._are_functorch_transforms_active():
             return None
-        return launch_derive_keys(ids, seed, call, domain)
+        return lambda call: launch_derive_keys(ids, seed, call, domain)
