@@ -4,6 +4,8 @@
   tangent and the gradient equal to the forward multiplier ``m = f(1) - f(0)``.
 - In place bumps the version counter once, as torch's in-place ops do, so autograd notices
   when a tensor saved for backward is overwritten.
+- Both backward policies (a small multiplier kept by torch's autograd, a larger one
+  regenerated from the keys) pass all of it: every test runs under each.
 - ``torch.jit.trace`` records the op: a traced model draws a fresh mask per call (and the
   same one as eager under the same ``torch.manual_seed``), never uninitialised memory.
 """
@@ -18,6 +20,7 @@ import torch.autograd.forward_ad as fwAD
 
 import dropkit
 import dropkit.functional as F
+from dropkit.backends import seeded
 
 # torch.func and torch.jit emit torch's own deprecation notices for torch.jit on first use.
 pytestmark = [
@@ -26,6 +29,16 @@ pytestmark = [
     # A trace specialises on the traced shapes (as for any shape-dependent module).
     pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning"),
 ]
+
+
+
+@pytest.fixture(autouse=True, params=["kept", "regenerated"])
+def _backward_policy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test twice: small multipliers kept by torch's autograd (the default at these
+    sizes), and regenerated from the keys in dropkit's own graph node (larger inputs)."""
+    if request.param == "regenerated":
+        monkeypatch.setattr(seeded, "KEEP_BYTES", 0)
+
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 LOGIT = torch.tensor(0.3, dtype=torch.float64)

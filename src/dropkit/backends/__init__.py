@@ -28,12 +28,14 @@ __all__ = [
 _FACTORIES: dict[str, Callable[[], Backend]] = {"reference": ReferenceBackend}
 _INSTANCES: dict[str, Backend] = {}
 _AUTO_ORDER: tuple[str, ...] = ()
+_AUTO_CHOICE: dict[tuple[str, torch.dtype], Backend] = {}  # "auto"'s pick per (device, dtype)
 _current: contextvars.ContextVar[str] = contextvars.ContextVar("dropkit_backend", default="auto")
 
 
 def register(name: str, factory: Callable[[], Backend], *, auto: bool = True) -> None:
     """Add a backend under ``name``; ``auto`` puts it ahead of the reference for "auto"."""
     global _AUTO_ORDER
+    _AUTO_CHOICE.clear()
     _FACTORIES[name] = factory
     if auto and name not in _AUTO_ORDER:
         _AUTO_ORDER = (*_AUTO_ORDER, name)
@@ -118,10 +120,16 @@ def resolve(x: torch.Tensor) -> Backend:
         if reason is not None:
             raise RuntimeError(f"dropkit backend {name!r} cannot serve this input: {reason}")
         return _instance(name)
-    for candidate in _AUTO_ORDER:
-        if _reason(candidate, x) is None:
-            return _instance(candidate)
-    return _instance("reference")
+    # "auto" depends on the device type and dtype alone (what ``unavailable`` reads): the
+    # choice is remembered per pair, and forgotten when a backend is registered.
+    pair = (x.device.type, x.dtype)
+    chosen = _AUTO_CHOICE.get(pair)
+    if chosen is None:
+        chosen = next(
+            (_instance(c) for c in _AUTO_ORDER if _reason(c, x) is None), None
+        ) or _instance("reference")
+        _AUTO_CHOICE[pair] = chosen
+    return chosen
 
 
 def available_backends(x: torch.Tensor | None = None) -> dict[str, str | None]:

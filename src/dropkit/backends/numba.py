@@ -438,6 +438,8 @@ class NumbaBackend:
 
     def _step(self, n: int) -> int:
         """Elements per parallel part (a multiple of the chunk), or 0 to run serially."""
+        if n < 2 * self._min_part:  # (the common small call: no thread count to read)
+            return 0
         parts = min(torch.get_num_threads(), n // self._min_part)
         if parts <= 1:
             return 0

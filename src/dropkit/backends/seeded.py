@@ -38,6 +38,7 @@ To add a variant, see docs/design.md ("Adding a variant").
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -47,6 +48,7 @@ import torch.autograd.forward_ad as _fwad
 from dropkit.backends.base import opmath_dtype
 
 __all__ = [
+    "KEEP_BYTES",
     "FusedFn",
     "MaskGeometry",
     "MultiplierFn",
@@ -75,6 +77,13 @@ SampleFn = Callable[
     [tuple[int, ...], torch.Tensor, int, Sequence[int], Sequence[float], torch.device, torch.dtype],
     torch.Tensor,
 ]
+
+
+# Eager autograd keeps a multiplier of at most this many bytes (16 KiB: 4096 float32
+# values; a bias the same again) and lets torch's C++ autograd multiply the gradient by
+# it, which costs a fraction of a Python graph node's fixed overhead; larger ones keep
+# nothing, and backward regenerates them from the keys (docs/design.md, "Backward").
+KEEP_BYTES = 16 * 1024
 
 
 # ---------------------------------------------------------------- seeds
@@ -406,8 +415,47 @@ class SeededMultiply:
         if torch._C._are_functorch_transforms_active():
             return _EagerFunc.apply(x, self, seed, offset, ints, floats, bias, inplace, lead)
         if (x.requires_grad and torch.is_grad_enabled()) or _fwad._current_level >= 0:
+            if self._keeps(x, ints):
+                return self._kept(x, seed, offset, ints, floats, bias, inplace)
             return _Eager.apply(x, self, seed, offset, ints, floats, bias, inplace, lead)
         return self.compute(x, seed, offset, ints, floats, bias, x if inplace else None, lead)
+
+    def _keeps(self, x: torch.Tensor, ints: list[int]) -> bool:
+        """Whether the multiplier is small enough to keep for backward (:data:`KEEP_BYTES`)."""
+        # (without a geometry, the multiplier broadcasts to x: x's size bounds it)
+        n = x.numel() if self.mask is None else math.prod(self.mask.shape_of(x.shape, ints))
+        return n * opmath_dtype(x.dtype).itemsize <= KEEP_BYTES
+
+    def _kept(
+        self,
+        x: torch.Tensor,
+        seed: torch.Tensor,
+        offset: int,
+        ints: list[int],
+        floats: list[float],
+        bias: bool,
+        inplace: bool,
+    ) -> torch.Tensor:
+        """``x * w + b`` in torch's own ops around a small multiplier drawn without grad.
+
+        Torch's C++ autograd keeps ``w`` (at most :data:`KEEP_BYTES`) and multiplies the
+        gradient by it: the same bits as the regenerating node, without its Python cost.
+        """
+        dtype = opmath_dtype(x.dtype)
+        # (no grad mode needed: the multiplier is made from the keys alone)
+        weight, b = self._multiplier(tuple(x.shape), seed, offset, ints, floats, x.device, dtype)
+        if not bias:
+            b = None
+        same = x.dtype == dtype
+        if inplace and b is None and same:
+            return _holding(x.mul_(weight), seed)  # one write, one version bump
+        y = _holding((x if same else x.to(dtype)) * weight, seed)
+        if b is not None:
+            y = y + b
+        if inplace:
+            return x.copy_(y)
+        return y if same else y.to(x.dtype)
+
 
     def compute(
         self,
@@ -461,6 +509,14 @@ class SeededMultiply:
         if out is not None:
             return out.copy_(y)
         return y.to(x.dtype)
+
+
+def _holding(y: torch.Tensor, seed: torch.Tensor) -> torch.Tensor:
+    """``y``, its graph node holding per-row keys (and what they keep alive, such as a
+    sample-keys block for a recompute) while it lives. A scalar seed keeps nothing alive."""
+    if seed.dim() and y.grad_fn is not None:
+        y.grad_fn.metadata["dropkit_keys"] = seed
+    return y
 
 
 class SeededSample:

@@ -5,7 +5,8 @@ block corners with the keep-mask stream over ``x``'s ``N*C*H*W`` indices (corner
 ``(n, c, h, w)`` is a seed point iff its draw is *below* ``thresh`` and the block fits:
 ``h <= H - b`` and ``w <= W - b``), grows each into a ``b x b`` block by ``max_pool2d``, and
 scales the kept units of each sample by ``C*H*W / count_kept`` of that sample. Backward
-regenerates the mask from the keys: nothing per element is saved.
+regenerates the mask from the keys: nothing per element is saved (a multiplier of at most
+``seeded.KEEP_BYTES`` is kept instead: the same bits, a cheaper backward).
 
 Normalising per sample (timm normalises over the whole batch) makes a sample's output
 independent of the rest of its batch, which Monte-Carlo folding and sample-keyed masks need.
@@ -66,6 +67,10 @@ def _multiplier(
     device: torch.device,
     dtype: torch.dtype,
 ) -> tuple[torch.Tensor, None]:
+    ones = torch.ones(shape, dtype=dtype, device=device)
+    fused = _fused(ones, ones, seed, offset, ints, floats, False)  # ``1 * w`` is exactly ``w``
+    if fused is not None:
+        return fused, None
     thresh, b = int(ints[0]), int(ints[1])
     dropped = _dropped(shape, seed, offset, thresh, b, device)  # [N, C, H, W]
     kept = (~dropped).flatten(1).sum(1).to(torch.float64)  # [N], exact counts

@@ -3,7 +3,8 @@
 The op ``dropkit::gaussian_mul`` (a :class:`~dropkit.backends.seeded.SeededMultiply`)
 computes ``y = x * n`` with ``n_i = 1 + std * z_i`` and ``z_i`` the Box-Muller normal of
 element ``i`` (:mod:`dropkit.layers.noise`). Backward regenerates ``n`` from the keys and
-returns ``grad * n``: nothing per element is saved.
+returns ``grad * n``: nothing per element is saved (noise of at most ``seeded.KEEP_BYTES``
+is kept instead: the same bits, a cheaper backward).
 
 Paper: Srivastava et al. 2014, "Dropout: a simple way to prevent neural networks from
 overfitting" (section 10, multiplicative Gaussian noise); Wang & Manning 2013, "Fast dropout
@@ -36,7 +37,14 @@ def _multiplier(
     device: torch.device,
     dtype: torch.dtype,
 ) -> tuple[torch.Tensor, None]:
-    """``1 + std * z`` in the opmath dtype, shaped like the input (logical order)."""
+    """``1 + std * z`` in the opmath dtype, shaped like the input (logical order).
+
+    Through the fused kernel where the backend has one (``1 * w`` is exactly ``w``), else
+    in torch ops.
+    """
+    ones = torch.ones(shape, dtype=dtype, device=device)
+    if ones.numel() and keyed.gaussian(ones, ones, seed, offset, floats[0]):
+        return ones, None
     z = noise.normal_keys(seed, offset, math.prod(shape), device).view(shape)
     return z.mul_(floats[0]).add_(1.0).to(dtype), None  # 1 + std * z, rounded once
 
