@@ -77,7 +77,9 @@ def test_every_experiment_has_a_verdict(lab) -> None:
         assert isinstance(v["holds"], bool) and v["claim"] and v["summary"], name
         assert v["wall_s"] >= 0
     assert (out / "report.html").read_text().count("data:image/png;base64,") == len(EXPERIMENTS)
-    assert "epoch budget: 3 epochs" in (out / "report.md").read_text()
+    text = (out / "report.md").read_text()
+    assert "patience 8 epochs, cap 3 epochs" in text and "never the test set" in text
+    assert "learning rate 0.01 (set)" in text
     assert json.loads((out / "config.json").read_text())["model"]["hidden"] == [16]
     # Trials are shared between experiments: fewer trainings than requests.
     assert run.trained == sqlite3.connect(out / "results.sqlite").execute(

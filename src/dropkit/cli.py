@@ -74,9 +74,25 @@ def _lab_parser() -> argparse.ArgumentParser:
                    help="drop probability of the main dropout model (default 0.5)")
     g.add_argument("--ps", type=_floats, help="rate-sweep grid, e.g. 0,0.1,0.5")
     g.add_argument("--seeds", type=int, help="seeds per p in the sweep")
-    g.add_argument("--epochs", type=int, help="epoch budget of every model")
+    g.add_argument("--epochs", type=int, help="epoch cap of every model (default 40)")
+    g.add_argument("--patience", type=int, help="stop after this many epochs without a better "
+                   "validation log-loss (default 8; 0: no early stopping)")
+    g.add_argument("--val-fraction", type=float,
+                   help="share of the training set held out for validation (default 0.1)")
     g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=float, help="Adam learning rate")
+    g.add_argument("--lr", type=float, help="learning rate (default: chosen on validation "
+                   "from --lr-grid)")
+    g.add_argument("--lr-grid", type=_floats, help="learning rates searched when --lr is unset "
+                   "(default 0.003,0.001,0.0003)")
+    g.add_argument("--lr-epochs", type=int, help="epochs of each learning-rate search run")
+    g.add_argument("--optimizer", choices=("adam", "sgd"), help="default adam")
+    g.add_argument("--momentum", type=float, help="SGD momentum (default 0.9)")
+    g.add_argument("--max-norm", type=float,
+                   help="cap on the L2 norm of each unit's incoming weights (default: none)")
+    g.add_argument("--lr-decay", type=float, help="learning rate factor per epoch (default 1)")
+    g.add_argument("--recipe", choices=("default", "srivastava2014"),
+                   help="srivastava2014: the dropout paper's recipe (SGD with momentum 0.95, "
+                        "lr 0.05 decaying x0.98 per epoch, max-norm 3, input p 0.2, p 0.5)")
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--bv-models", type=int, help="models per p in bias-variance")
     g.add_argument("--ens-members", type=int, help="nets in the explicit ensemble")

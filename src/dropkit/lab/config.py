@@ -59,12 +59,26 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Adam on the cross-entropy (log-loss), fixed epoch budget, no early stopping."""
+    """The optimiser and the stopping rule of every trial (a model is judged at its best).
 
-    epochs: int = 40  # passes over the training set (stated in the report)
+    A validation split (``val_fraction`` of the training set, the same examples for every
+    trial, never the test set) is scored after every epoch. Training stops after
+    ``patience`` epochs without a lower validation log-loss, or at the ``epochs`` cap, and
+    the weights of the best validation epoch are the trial's model (``patience = 0``: no
+    early stopping, the last epoch's weights). ``lr = None`` means "chosen on validation"
+    (``LabConfig.lr_grid``); a trial always holds the resolved value.
+    """
+
+    epochs: int = 40  # the cap: at most this many passes over the training split
     batch_size: int = 100  # examples per step
-    lr: float = 3e-3  # Adam learning rate
+    lr: float | None = None  # learning rate; None: chosen on the validation split
     weight_decay: float = 0.0  # L2 penalty (0: dropout is the only regulariser)
+    patience: int = 8  # epochs without a better validation log-loss before stopping
+    val_fraction: float = 0.1  # share of the training set held out for validation
+    optimizer: str = "adam"  # "adam", or "sgd" (with momentum)
+    momentum: float = 0.9  # SGD momentum (sgd only)
+    max_norm: float = 0.0  # cap on the L2 norm of each unit's incoming weights (0: none)
+    lr_decay: float = 1.0  # the learning rate is multiplied by this after every epoch
 
 
 @dataclass(frozen=True)
@@ -121,11 +135,30 @@ class LabConfig:
     coverage_ps: tuple[float, ...] = (0.5, 0.9)
     coverage_epochs: int = 2
     sizes: tuple[int, ...] = (250, 500, 1000, 2000, 4000)  # data-size grid
+    recipe: str = "default"  # "default", or "srivastava2014" (the dropout paper's recipe)
+    lr_grid: tuple[float, ...] = (3e-3, 1e-3, 3e-4)  # searched when lr is None
+    lr_epochs: int = 3  # epochs of each learning-rate search run
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
+
+# The dropout paper's recipe (Srivastava et al. 2014, appendix B): SGD with momentum, a
+# max-norm constraint on every unit's incoming weights, a decaying learning rate, input
+# p 0.2 and hidden p 0.5. Its lr is the recipe's (no search); flags still override.
+_RECIPES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "srivastava2014": {
+        "optimizer": "sgd",
+        "momentum": 0.95,
+        "lr": 0.05,
+        "lr_decay": 0.98,
+        "max_norm": 3.0,
+        "input_p": 0.2,
+        "p_main": 0.5,
+    },
+}
 
 _PRESETS: dict[str, dict[str, Any]] = {
     "quick": {},
@@ -152,7 +185,6 @@ _DATA_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
         "input_p": 0.2,
         "epochs": 50,
         "batch_size": 128,
-        "lr": 1e-3,
         "sizes": (1000, 5000, 20000, 60000),
     },
     ("digits", "quick"): {"sizes": (100, 300, 600, 1297)},
@@ -162,7 +194,7 @@ _MODEL_KEYS = {f.name for f in fields(ModelConfig)}
 _TRAIN_KEYS = {f.name for f in fields(TrainConfig)}
 _LAB_KEYS = {f.name for f in fields(LabConfig)} - {"model", "train"}
 _POSITIVE = ("epochs", "batch_size", "seeds", "bv_models", "ens_members", "ens_k", "workers",
-             "threads", "coverage_epochs", "tiny_hidden")
+             "threads", "coverage_epochs", "tiny_hidden", "lr_epochs")
 _ALIASES = {"fashion": "fashion-mnist", "mnist-1d": "mnist1d"}
 
 
@@ -222,7 +254,7 @@ def _coerce(key: str, value: Any) -> Any:
     known = _MODEL_KEYS | _TRAIN_KEYS | _LAB_KEYS
     if key not in known:
         raise ValueError(f"unknown lab setting {key!r}; known: {', '.join(sorted(known))}")
-    if key in ("hidden", "ps", "bv_ps", "coverage_ps", "sizes", "experiments"):
+    if key in ("hidden", "ps", "bv_ps", "coverage_ps", "sizes", "experiments", "lr_grid"):
         if isinstance(value, (str, int, float)):
             value = [value]
         value = tuple(value)
@@ -255,6 +287,33 @@ def _coerce(key: str, value: Any) -> Any:
         raise ValueError(f"{_name(key)} must be a positive integer, but got {value!r}")
     if key == "tiny_hidden" and value > 16:
         raise ValueError(f"tiny_hidden={value} means 2^{value} sub-networks; use at most 16")
+    if key == "lr" and value in (None, "auto"):
+        return None
+    if key == "lr_grid":
+        value = tuple(_coerce("lr", v) for v in value)
+        if not value or None in value:
+            raise ValueError(f"--lr-grid needs learning rates, but got {list(value)}")
+        return value
+    if key == "patience" and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(
+            f"--patience must be an integer >= 0 (0: no early stopping), but got {value!r}"
+        )
+    if key == "val_fraction":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 0.5:
+            raise ValueError(f"--val-fraction must be a number in (0, 0.5), but got {value!r}")
+        value = float(value)
+    if key == "optimizer" and value not in ("adam", "sgd"):
+        raise ValueError(f"--optimizer must be 'adam' or 'sgd', but got {value!r}")
+    if key == "recipe" and value not in _RECIPES:
+        raise ValueError(f"--recipe must be one of {', '.join(_RECIPES)}, but got {value!r}")
+    if key in ("momentum", "max_norm", "lr_decay"):
+        number = not isinstance(value, bool) and isinstance(value, (int, float))
+        if not number or not math.isfinite(value):
+            raise ValueError(f"{_name(key)} must be a finite number, but got {value!r}")
+        value = float(value)
+        if value < 0 or (key == "momentum" and value >= 1) or (key == "lr_decay" and not
+                                                               0 < value <= 1):
+            raise ValueError(f"{_name(key)} is out of range: {value!r}")
     if key in ("lr", "weight_decay"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{_name(key)} must be a number, but got {value!r}")
@@ -288,8 +347,10 @@ def resolve_config(*layers: dict[str, Any]) -> LabConfig:
     mode = _coerce("mode", given.get("mode", "quick"))
     data = _canonical_data(str(given.get("data", "mnist1d")))
     merged: dict[str, Any] = {}
+    recipe = _coerce("recipe", given.get("recipe", "default"))
     merged.update(_PRESETS[mode])
     merged.update(_DATA_PRESETS.get((data, mode), {}))
+    merged.update(_RECIPES[recipe])
     merged.update(given)
     merged["mode"], merged["data"] = mode, data
     if merged.get("bv_resample") == "regenerate" and data != "mnist1d":

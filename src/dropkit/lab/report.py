@@ -16,7 +16,7 @@ from dropkit.lab.config import EXPERIMENTS
 from dropkit.lab.plots import figure, png_bytes
 from dropkit.lab.store import Store
 
-__all__ = ["build_report", "load_results"]
+__all__ = ["build_report", "load_protocol", "load_results"]
 
 
 def load_results(out: str | Path) -> dict[str, dict[str, Any]]:
@@ -32,19 +32,54 @@ def load_results(out: str | Path) -> dict[str, dict[str, Any]]:
     return {n: rows[n] for n in EXPERIMENTS if n in rows}
 
 
+def load_protocol(out: str | Path) -> dict[str, Any]:
+    """The run's protocol choices (the learning rate and what it rests on), or {}."""
+    path = Path(out) / Store.FILENAME
+    if not path.exists():
+        return {}
+    store = Store(out)
+    try:
+        return store.get_experiment("protocol") or {}
+    finally:
+        store.close()
+
+
+def _lr_text(choice: dict[str, Any]) -> str:
+    if not choice:
+        return "learning rate as configured"
+    if not choice.get("searched"):
+        return f"learning rate {choice['lr']} (set)"
+    rows = ", ".join(f"{r['lr']:g}: {r['score']:.4f}" for r in choice["rows"])
+    return (f"learning rate **{choice['lr']:g}**, chosen on the validation split (mean best "
+            f"validation log-loss of p=0 and p={choice['p']} after {choice['epochs']} epochs "
+            f"per rate: {rows})")
+
+
 def _config_text(out: Path) -> tuple[dict[str, Any], str]:
     path = out / "config.json"
     cfg = json.loads(path.read_text()) if path.exists() else {}
     if not cfg:
         return cfg, "(config.json missing)"
     m, t = cfg["model"], cfg["train"]
+    opt = (f"SGD (momentum {t['momentum']})" if t.get("optimizer") == "sgd" else "Adam")
+    extras = []
+    if t.get("max_norm"):
+        extras.append(f"max-norm {t['max_norm']} on each unit's incoming weights")
+    if t.get("lr_decay", 1.0) != 1.0:
+        extras.append(f"learning rate x{t['lr_decay']} per epoch")
+    stop = (f"early stopping on the validation log-loss (patience {t['patience']} epochs, "
+            f"cap {t['epochs']} epochs); every model is judged at its best validation epoch"
+            if t.get("patience") else f"no early stopping: every model trains {t['epochs']} "
+            "epochs")
     text = (
-        f"data **{cfg['data']}**, mode **{cfg['mode']}**; MLP hidden {m['hidden']} (ReLU), "
-        f"input dropout {m['input_p']}, {m['scaling']} scaling; Adam lr {t['lr']}, batch "
-        f"{t['batch_size']}, weight decay {t['weight_decay']}; **epoch budget: {t['epochs']} "
-        f"epochs for every model, no early stopping** (a high-p model that is still learning "
-        f"at the end looks like an underfit one); seed {cfg['seed']}, {cfg['seeds']} seed(s) "
-        f"per p in the sweep."
+        f"data **{cfg['data']}**, mode **{cfg['mode']}**, recipe {cfg.get('recipe', 'default')};"
+        f" MLP hidden {m['hidden']} (ReLU), input dropout {m['input_p']}, {m['scaling']} "
+        f"scaling; {opt}, {_lr_text(load_protocol(out).get('lr', {}))}, batch "
+        f"{t['batch_size']}, weight decay {t['weight_decay']}"
+        + "".join(f", {e}" for e in extras)
+        + f"; a validation split of {t.get('val_fraction', 0):.0%} of the training set "
+        f"(never the test set) for every choice; **{stop}**; seed {cfg['seed']}, "
+        f"{cfg['seeds']} seed(s) per p in the sweep."
     )
     return cfg, text
 

@@ -1,6 +1,7 @@
 """One ``dropkit lab`` run: resolve, train every missing trial, analyse, report.
 
-Order: write ``config.json``; collect the trials of every experiment whose stored result is
+Order: write ``config.json``; choose the learning rate on the validation split when it is
+not set (:mod:`dropkit.lab.protocol`); collect the trials of every experiment whose stored result is
 missing or was made under another config; train the missing ones (all experiments
 together, in ``workers`` processes, each stored as it finishes); analyse each experiment
 and store its result; build the report from the store.
@@ -19,6 +20,7 @@ from typing import Any
 
 import torch
 
+from dropkit.lab import protocol
 from dropkit.lab.config import LabConfig, digest
 from dropkit.lab.data import load_data
 from dropkit.lab.experiments import REGISTRY
@@ -114,6 +116,8 @@ def run_lab(
                     cache_dir=cache_dir, on_progress=progress, dataset=dataset,
                     executor=executor)
     try:
+        cfg, choice = protocol.choose_lr(cfg, runner)  # on validation, before any experiment
+        store.put_experiment("protocol", digest(choice), {}, {"lr": choice}, 0.0)
         configs = {n: REGISTRY[n].Config.from_lab(cfg) for n in cfg.experiments}
         hashes = {n: _experiment_hash(c, runner.dataset.fingerprint) for n, c in configs.items()}
         results: dict[str, dict[str, Any]] = {}

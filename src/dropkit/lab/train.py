@@ -1,14 +1,20 @@
 """The lab's model (an MLP with dropkit's Dropout) and its training loop: one trial.
 
 ``run_trial(spec, data)`` is a pure function of the spec and the data: it seeds torch with
-``spec.seed`` (initial weights, batch order and every dropout mask), trains with Adam on
-the cross-entropy for ``spec.train.epochs`` epochs, and returns the per-epoch history and
-the trained weights. ``torch.set_num_threads`` set by the caller is respected.
+``spec.seed`` (initial weights, batch order and every dropout mask), trains on the
+cross-entropy on the training split (the training set less the validation split of
+:func:`split_validation`), scores the validation split after every epoch, stops early when
+it stops improving (``spec.train.patience``) or at the ``epochs`` cap, and returns the
+per-epoch history and the weights of the best validation epoch. The test set is scored
+for the curves only: nothing is chosen on it. ``torch.set_num_threads`` set by the caller
+is respected.
 """
 
 from __future__ import annotations
 
+import copy
 import itertools
+import math
 import time
 from typing import Any
 
@@ -27,10 +33,29 @@ __all__ = [
     "predict_proba",
     "run_trial",
     "save_state",
+    "split_validation",
     "train_subset",
 ]
 
 _EVAL_BATCH = 8192
+_TRAIN_EVAL = 10_000  # training examples scored per epoch for the curves (a fixed subset)
+_VAL_SEED = 0x56414C  # "VAL": the split's own seed, the same for every trial
+
+
+def split_validation(n: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, validation)`` indices into a training set of ``n``: a fixed random split.
+
+    The same split for every trial, seed and p (its generator has its own seed), at least
+    one example on each side.
+
+    Example:
+        >>> tr, va = split_validation(10, 0.2)
+        >>> len(tr), len(va), sorted([*tr, *va]) == list(range(10))
+        (8, 2, True)
+    """
+    n_val = min(max(1, round(n * fraction)), n - 1)
+    order = np.random.default_rng(_VAL_SEED).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 def build_mlp(n_in: int, n_classes: int, model: ModelConfig, p: float) -> nn.Sequential:
@@ -71,20 +96,40 @@ def evaluate(probs: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
 
 
 def train_subset(spec: TrialSpec, data: Dataset, regen: Dataset | None = None) -> np.ndarray:
-    """Indices of the training examples of ``spec.subset`` (into ``regen`` for "regen:K")."""
+    """Indices of the training examples of ``spec.subset`` (into ``regen`` for "regen:K"),
+    drawn from the training split only (never the validation split)."""
     kind, _, arg = spec.subset.partition(":")
-    n = len(data.y_train)
-    if kind == "full":
-        return np.arange(n)
-    if kind == "boot":
-        return np.random.default_rng([int(arg), 7919]).integers(0, n, size=n)
+    src = regen if kind == "regen" else data
     if kind == "regen":
         assert regen is not None, "regen subsets need the regenerated data set"
-        return np.arange(len(regen.y_train))
+    pool, _ = split_validation(len(src.y_train), spec.train.val_fraction)
+    n = len(pool)
+    if kind in ("full", "regen"):
+        return pool
+    if kind == "boot":
+        return pool[np.random.default_rng([int(arg), 7919]).integers(0, n, size=n)]
     if kind == "first":
         order = np.random.default_rng(12345).permutation(n)
-        return np.sort(order[: min(int(arg), n)])
+        return pool[np.sort(order[: min(int(arg), n)])]
     raise ValueError(f"unknown subset {spec.subset!r}; use full, boot:K, regen:K or first:N")
+
+
+def _optimizer(model: nn.Module, spec: TrialSpec) -> torch.optim.Optimizer:
+    t = spec.train
+    if t.lr is None:
+        raise RuntimeError("a trial needs a resolved learning rate (lr=None is chosen first)")
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum,
+                               weight_decay=t.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+
+
+def _clip_norms(model: nn.Module, max_norm: float) -> None:
+    """Scale each unit's incoming weights (a row of every Linear) to L2 norm <= ``max_norm``."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                m.weight.copy_(torch.renorm(m.weight, 2, 0, max_norm))
 
 
 def save_state(model: nn.Module) -> dict[str, np.ndarray]:
@@ -143,8 +188,12 @@ def run_trial(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Train one model; return (JSON-able results, arrays: test probabilities and weights).
 
-    Results: ``history`` (per epoch: eval-mode train and test log-loss and accuracy),
-    ``final`` (the last epoch's numbers), ``steps``, ``wall_s`` and, with
+    Results: ``history`` (per epoch: eval-mode train, validation and test log-loss and
+    accuracy; train on a fixed subset of at most 10,000 training examples), ``final`` (the
+    numbers of the chosen epoch: the best validation log-loss), ``chosen_epoch``,
+    ``stopped_epoch``, ``still_improving`` (the cap was reached while the validation
+    log-loss was still falling by more than its standard error over the last ``patience``
+    epochs: the budget ran out, not the model), ``steps``, ``wall_s`` and, with
     ``record_coverage``, the coverage curves and the fraction of hidden units whose
     incoming weights changed.
     """
@@ -153,18 +202,24 @@ def run_trial(
     src = regen if regen is not None else data
     x = torch.from_numpy(src.x_train[idx_all])
     y = torch.from_numpy(src.y_train[idx_all])
+    _, val_idx = split_validation(len(src.y_train), spec.train.val_fraction)
+    xv, yv = torch.from_numpy(src.x_train[val_idx]), torch.from_numpy(src.y_train[val_idx])
     xt, yt = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)
+    score = np.random.default_rng(_VAL_SEED + 1).permutation(len(y))[:_TRAIN_EVAL]
+    xs, ys = x[np.sort(score)], y[np.sort(score)]
     torch.manual_seed(spec.seed)
     model = build_mlp(data.n_features, data.n_classes, spec.model, spec.p)
     init = [w.detach().clone() for w in _hidden_weights(model)]
-    opt = torch.optim.Adam(
-        model.parameters(), lr=spec.train.lr, weight_decay=spec.train.weight_decay
-    )
+    opt = _optimizer(model, spec)
+    sched = torch.optim.lr_scheduler.ExponentialLR(opt, spec.train.lr_decay)
     order_gen = torch.Generator().manual_seed(spec.seed + 1)
     cov = _Coverage(model, len(y)) if spec.record_coverage else None
-    hist: dict[str, list[float]] = {k: [] for k in
-                                    ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")}
+    hist: dict[str, list[float]] = {k: [] for k in ("epoch", "train_loss", "train_acc",
+                                                    "val_loss", "val_acc", "test_loss",
+                                                    "test_acc")}
     n, bs, steps = len(y), spec.train.batch_size, 0
+    patience, max_norm = spec.train.patience, spec.train.max_norm
+    best_loss, best_epoch, best_state = math.inf, 0, None
     for epoch in range(1, spec.train.epochs + 1):
         model.train()
         perm = torch.randperm(n, generator=order_gen)
@@ -174,21 +229,42 @@ def run_trial(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if max_norm > 0:
+                _clip_norms(model, max_norm)
             steps += 1
             if cov is not None:
                 cov.step(idx)
+        sched.step()
         if cov is not None:
             cov.epoch()
-        tr = evaluate(predict_proba(model, x), y)
+        tr = evaluate(predict_proba(model, xs), ys)
+        va = evaluate(predict_proba(model, xv), yv)
         te = evaluate(predict_proba(model, xt), yt)
-        for k, v in zip(hist, (epoch, *tr, *te), strict=True):
+        for k, v in zip(hist, (epoch, *tr, *va, *te), strict=True):
             hist[k].append(v)
+        if patience == 0:
+            best_epoch = epoch  # no early stopping: the last epoch is the model
+        elif va[0] < best_loss:  # (NaN never is: a diverged run keeps its best epoch)
+            best_loss, best_epoch = va[0], epoch
+            best_state = copy.deepcopy(model.state_dict())
+        elif epoch - best_epoch >= patience:
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    if best_epoch == 0:  # diverged from the first epoch: report the last one, flagged
+        best_epoch = hist["epoch"][-1]
     probs = predict_proba(model, xt)
+    chosen = hist["epoch"].index(best_epoch)
+    stopped = hist["epoch"][-1]
     result: dict[str, Any] = {
         "history": hist,
-        "final": {k: v[-1] for k, v in hist.items()},
+        "final": {k: v[chosen] for k, v in hist.items()},
+        "chosen_epoch": best_epoch,
+        "stopped_epoch": stopped,
+        **_still_improving(spec, hist, model, xv, yv),
         "steps": steps,
         "n_train": n,
+        "n_val": len(yv),
         "wall_s": time.perf_counter() - start,
     }
     if cov is not None:
@@ -203,6 +279,26 @@ def run_trial(
         }
     arrays = {"test_probs": probs.numpy().astype(np.float32), **save_state(model)}
     return result, arrays
+
+
+def _still_improving(
+    spec: TrialSpec, hist: dict[str, list[float]], model: nn.Module, xv: torch.Tensor,
+    yv: torch.Tensor,
+) -> dict[str, Any]:
+    """Whether the cap stopped a run whose validation log-loss was still falling: by more
+    than its standard error (over validation examples) across the last ``patience`` epochs.
+
+    Also ``recent_gain`` (that fall; 0 when stopped early) and ``val_loss_se``.
+    """
+    cap, patience = spec.train.epochs, spec.train.patience
+    losses = hist["val_loss"]
+    probs = predict_proba(model, xv).clamp_min(1e-12)
+    per_example = -probs.log().gather(1, yv[:, None]).squeeze(1).double()
+    se = float(per_example.std() / math.sqrt(len(yv))) if len(yv) > 1 else 0.0
+    if patience == 0 or len(losses) < cap or not all(map(math.isfinite, losses)):
+        return {"still_improving": False, "recent_gain": 0.0, "val_loss_se": se}
+    gain = losses[max(0, len(losses) - 1 - patience)] - min(losses)
+    return {"still_improving": bool(gain > se), "recent_gain": gain, "val_loss_se": se}
 
 
 def _hidden_weights(model: nn.Sequential) -> list[torch.Tensor]:

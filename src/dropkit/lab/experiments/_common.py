@@ -6,12 +6,17 @@ import math
 
 import numpy as np
 
-__all__ = ["accuracy", "binom_se", "log_loss", "loss_sem", "paired_se", "summary"]
+__all__ = ["accuracy", "binom_se", "example_losses", "log_loss", "loss_sem", "paired_se", "summary"]
 
 
 def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
     """Mean negative log-probability of the true class; ``probs [N, C]``, ``y [N]``."""
     return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, None)).mean())
+
+
+def example_losses(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Negative log-probability of the true class per example ``[N]`` (float64)."""
+    return -np.log(np.clip(probs[np.arange(len(y)), y].astype(np.float64), 1e-12, None))
 
 
 def loss_sem(probs: np.ndarray, y: np.ndarray) -> float:

@@ -1,13 +1,20 @@
 """Rate sweep (claim 5): test error against the drop probability, a U with two sides.
 
 Too low a rate overfits (large train-test gap), too high underfits (train error high
-too); the best p (lowest mean test error) lies between. Error bars: the standard error
+too); the best p lies between. The best p is the one with the lowest mean validation
+error (ties: validation log-loss), never chosen on the test set; every model is judged at
+its own best validation epoch. Error bars: the standard error
 over seeds, or, with one seed, over test examples (binomial for the error).
 
-Verdict: both ends of the grid have a higher test error than the best p, a higher test
-log-loss by more than 2 standard errors (the log-loss, a proper score, separates models
-that 1000 test labels cannot), the low end with the larger train-test gap (overfitting)
-and the high end with the higher train error (underfitting).
+Verdict: both ends of the grid have a higher test error than the best p and a higher test
+log-loss by more than 2 standard errors of the paired difference (per test example, the
+models' losses on the same examples; the log-loss, a proper score, separates models that
+1000 test labels cannot); the low end overfits (its validation log-loss rose after its
+minimum by more than its standard error: training longer made it worse, which early
+stopping cut short) and the high end underfits (a higher train error than the best p's at
+their chosen epochs). A high end whose training budget ran out while its validation loss
+was still falling fast enough to reach the best p is not read as underfitting: the
+verdict says so instead.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from dropkit.lab.config import LabConfig, ModelConfig, TrainConfig, TrialSpec
-from dropkit.lab.experiments._common import binom_se, loss_sem, summary
+from dropkit.lab.experiments._common import binom_se, example_losses, loss_sem, summary
 from dropkit.lab.runner import Runner
 
 NAME = "rate-sweep"
@@ -50,9 +59,13 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
     got = runner.run(NAME, trials(cfg, runner))
     n_test = len(runner.dataset.y_test)
     rows = []
+    y_test = runner.dataset.y_test
+    per_example = []  # [len(ps)] arrays [N]: each p's test loss per example (seed mean)
     for i, p in enumerate(cfg.ps):
         ts = got[i * cfg.seeds : (i + 1) * cfg.seeds]
         finals = [t.result["final"] for t in ts]
+        per_example.append(np.mean([example_losses(t.arrays["test_probs"], y_test)
+                                    for t in ts], axis=0))
         err = summary([1 - f["test_acc"] for f in finals])
         loss = summary([f["test_loss"] for f in finals])
         if cfg.seeds > 1:
@@ -62,6 +75,13 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
             loss_se = loss_sem(ts[0].arrays["test_probs"], runner.dataset.y_test)
         rows.append({
             "p": p,
+            "val_err": summary([1 - f["val_acc"] for f in finals])["mean"],
+            "val_loss": summary([f["val_loss"] for f in finals])["mean"],
+            "chosen_epochs": [t.result["chosen_epoch"] for t in ts],
+            "still_improving": any(t.result["still_improving"] for t in ts),
+            "recent_gain": max(t.result["recent_gain"] for t in ts),
+            "val_rise": max(t.result["history"]["val_loss"][-1] - t.result["final"]["val_loss"]
+                            - t.result["val_loss_se"] for t in ts),
             "test_err": err["mean"],
             "test_err_se": se,
             "test_loss": loss["mean"],
@@ -69,27 +89,49 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
             "train_err": summary([1 - f["train_acc"] for f in finals])["mean"],
             "train_loss": summary([f["train_loss"] for f in finals])["mean"],
         })
-    best = min(rows, key=lambda r: r["test_err"])
+    b = min(range(len(rows)), key=lambda i: (rows[i]["val_err"], rows[i]["val_loss"]))
+    best = rows[b]  # chosen on validation
     lo, hi = rows[0], rows[-1]
+    for i, r in enumerate(rows):  # the paired difference of test log-loss to the best p
+        d = per_example[i] - per_example[b]
+        r["loss_vs_best"] = float(d.mean())
+        r["loss_vs_best_se"] = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
 
-    def worse(r: dict[str, float]) -> bool:
-        loss_margin = 2 * math.hypot(r["test_loss_se"], best["test_loss_se"])
-        return r["test_err"] > best["test_err"] and r["test_loss"] - best["test_loss"] > loss_margin
+    def worse(r: dict[str, Any]) -> bool:
+        return (r["test_err"] > best["test_err"]
+                and r["loss_vs_best"] > 2 * r["loss_vs_best_se"])
 
-    def gap(r: dict[str, float]) -> float:
-        return r["test_err"] - r["train_err"]
-
-    overfit_side = worse(lo) and gap(lo) > gap(best)
-    underfit_side = worse(hi) and hi["train_err"] > best["train_err"]
+    overfit_side = worse(lo) and lo["val_rise"] > 0
+    # A high end still improving at the cap is read as underfitting only if, going on at
+    # its recent pace (a falling curve slows, so this overstates it) for as long again as
+    # the whole budget, it would still not reach the best p's validation loss.
+    reach = hi["recent_gain"] * cfg.train.epochs / max(cfg.train.patience, 1)
+    closes = hi["still_improving"] and reach >= hi["val_loss"] - best["val_loss"]
+    underfit_side = worse(hi) and hi["train_err"] > best["train_err"] and not closes
     for r in rows:
         r["side"] = ("best" if r is best else "overfitting" if r["p"] < best["p"]
                      else "underfitting")
+    epochs = ", ".join(f"p={r['p']}: {r['chosen_epochs']}" for r in rows)
+    budget = ""
+    if closes:
+        budget = (f"; p={hi['p']} was still improving when the {cfg.train.epochs}-epoch "
+                  "budget ran out, fast enough to reach the best p, so its higher error is not "
+                  "read as underfitting (raise --epochs)")
+    elif hi["still_improving"]:
+        budget = (f"; p={hi['p']} was still improving slowly at the {cfg.train.epochs}-epoch "
+                  f"cap (validation log-loss -{hi['recent_gain']:.3f} over the last "
+                  f"{cfg.train.patience} epochs, {hi['val_loss'] - best['val_loss']:.3f} above "
+                  "the best p's): too slowly to close the gap in as long again")
     text = (
-        f"best p={best['p']} (test error {best['test_err']:.3f}±{best['test_err_se']:.3f}, "
+        f"best p on validation={best['p']} (validation error {best['val_err']:.3f}; test "
+        f"error {best['test_err']:.3f}±{best['test_err_se']:.3f}, "
         f"log-loss {best['test_loss']:.3f}±{best['test_loss_se']:.3f}); p={lo['p']}: error "
-        f"{lo['test_err']:.3f} (train {lo['train_err']:.3f}), log-loss {lo['test_loss']:.3f}; "
+        f"{lo['test_err']:.3f} (train {lo['train_err']:.3f}), log-loss {lo['test_loss']:.3f} "
+        f"({lo['loss_vs_best']:+.3f}±{lo['loss_vs_best_se']:.3f} paired), validation log-loss "
+        f"{'rising' if lo['val_rise'] > 0 else 'not rising'} after its best epoch; "
         f"p={hi['p']}: error {hi['test_err']:.3f} (train {hi['train_err']:.3f}), log-loss "
-        f"{hi['test_loss']:.3f}"
+        f"{hi['test_loss']:.3f} ({hi['loss_vs_best']:+.3f}±{hi['loss_vs_best_se']:.3f} paired)"
+        f"; each model at its best validation epoch ({epochs}){budget}"
     )
     return {
         "holds": bool(overfit_side and underfit_side),
@@ -98,6 +140,7 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
         "best_p": best["p"],
         "overfitting_side_worse": bool(overfit_side),
         "underfitting_side_worse": bool(underfit_side),
+        "high_end_still_improving": bool(hi["still_improving"]),
         "rows": rows,
         "seeds": cfg.seeds,
         "epochs": cfg.train.epochs,
