@@ -41,7 +41,7 @@ def _ints(text: str) -> list[int]:
 
 
 def _lab_parser() -> argparse.ArgumentParser:
-    from dropkit.lab.config import EXPERIMENTS
+    from dropkit.lab.experiments import DEFAULTS, NAMES
 
     p = argparse.ArgumentParser(
         prog="dropkit lab",
@@ -49,8 +49,8 @@ def _lab_parser() -> argparse.ArgumentParser:
         "(report.html, report.md, verdicts.json). `dropkit lab report DIR` rebuilds a report.",
     )
     p.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
-                   help=f"which to run (default: all but data-size; --full: all): "
-                        f"{', '.join(EXPERIMENTS)}")
+                   help=f"which to run (default: {', '.join(DEFAULTS)}; --full: all): "
+                        f"{', '.join(NAMES)}")
     p.add_argument("--data", help="mnist1d (default), digits, fashion-mnist, a .npz with "
                    "x_train/y_train/x_test/y_test, or a folder of MNIST-format IDX files")
     mode = p.add_mutually_exclusive_group()

@@ -19,7 +19,6 @@ from typing import Any
 from dropkit._checks import check_p, check_scaling
 
 __all__ = [
-    "EXPERIMENTS",
     "LabConfig",
     "ModelConfig",
     "TrainConfig",
@@ -29,17 +28,20 @@ __all__ = [
     "resolve_config",
 ]
 
-# Every experiment, in report order; "data-size" runs by default only with --full.
-EXPERIMENTS = (
-    "overfitting",
-    "rate-sweep",
-    "bias-variance",
-    "ensemble",
-    "scaling",
-    "eval-mode",
-    "coverage",
-    "data-size",
-)
+
+
+def _registry() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(every experiment, the default set), in report order: the experiments' registry
+    (imported here lazily: the experiment modules import this one)."""
+    from dropkit.lab import experiments
+
+    return experiments.NAMES, experiments.DEFAULTS
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EXPERIMENTS":  # every experiment's name, in report order (the registry's)
+        return _registry()[0]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def digest(obj: Any) -> str:
@@ -120,7 +122,7 @@ class LabConfig:
     workers: int = 1  # processes for independent trials
     threads: int = 1  # torch threads per worker process
     seed: int = 0  # base seed; trial seeds are seed, seed + 1, ...
-    experiments: tuple[str, ...] = EXPERIMENTS[:-1]
+    experiments: tuple[str, ...] = field(default_factory=lambda: _registry()[1])
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     ps: tuple[float, ...] = (0.0, 0.2, 0.5, 0.8)  # rate-sweep grid
@@ -163,7 +165,6 @@ _RECIPES: dict[str, dict[str, Any]] = {
 _PRESETS: dict[str, dict[str, Any]] = {
     "quick": {},
     "full": {
-        "experiments": EXPERIMENTS,
         "ps": tuple(round(0.1 * i, 1) for i in range(10)),
         "seeds": 3,
         "bv_ps": (0.0, 0.2, 0.5, 0.8),
@@ -280,9 +281,10 @@ def _coerce(key: str, value: Any) -> Any:
     if key == "scaling":
         value = check_scaling(value)
     if key == "experiments":
-        bad = [e for e in value if e not in EXPERIMENTS]
+        names = _registry()[0]
+        bad = [e for e in value if e not in names]
         if bad:
-            raise ValueError(f"unknown experiment(s) {bad}; choose from {', '.join(EXPERIMENTS)}")
+            raise ValueError(f"unknown experiment(s) {bad}; choose from {', '.join(names)}")
     if key in _POSITIVE and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise ValueError(f"{_name(key)} must be a positive integer, but got {value!r}")
     if key == "tiny_hidden" and value > 16:
@@ -348,6 +350,8 @@ def resolve_config(*layers: dict[str, Any]) -> LabConfig:
     data = _canonical_data(str(given.get("data", "mnist1d")))
     merged: dict[str, Any] = {}
     recipe = _coerce("recipe", given.get("recipe", "default"))
+    names, defaults = _registry()
+    merged["experiments"] = names if mode == "full" else defaults
     merged.update(_PRESETS[mode])
     merged.update(_DATA_PRESETS.get((data, mode), {}))
     merged.update(_RECIPES[recipe])

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dropkit.lab.config import EXPERIMENTS
+from dropkit.lab.experiments import NAMES
 from dropkit.lab.plots import figure, png_bytes
 from dropkit.lab.store import Store
 
@@ -29,7 +29,7 @@ def load_results(out: str | Path) -> dict[str, dict[str, Any]]:
         rows = {name: res for name, _, res in store.experiments()}
     finally:
         store.close()
-    return {n: rows[n] for n in EXPERIMENTS if n in rows}
+    return {n: rows[n] for n in NAMES if n in rows}
 
 
 def load_protocol(out: str | Path) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from dropkit.lab import protocol
+from dropkit.lab import experiments, protocol
 from dropkit.lab.config import LabConfig, digest
 from dropkit.lab.data import load_data
 from dropkit.lab.experiments import REGISTRY
@@ -118,7 +118,7 @@ def run_lab(
     try:
         cfg, choice = protocol.choose_lr(cfg, runner)  # on validation, before any experiment
         store.put_experiment("protocol", digest(choice), {}, {"lr": choice}, 0.0)
-        configs = {n: REGISTRY[n].Config.from_lab(cfg) for n in cfg.experiments}
+        configs = experiments.configs(cfg)
         hashes = {n: _experiment_hash(c, runner.dataset.fingerprint) for n, c in configs.items()}
         results: dict[str, dict[str, Any]] = {}
         owners: dict[Any, str] = {}
@@ -137,9 +137,9 @@ def run_lab(
                 progress("analysis", i, len(pending))
             t0 = time.perf_counter()
             module, c = REGISTRY[name], configs[name]
-            res = module.run(c, runner)
+            trials = runner.run(name, module.trials(c, runner))  # all stored by now
+            res = module.analyse(c, trials, runner.dataset)  # pure: never trains
             analysis_s = time.perf_counter() - t0
-            trials = runner.run(name, module.trials(c, runner))
             res["train_s"] = sum(t.result["wall_s"] for t in trials)
             res["analysis_s"] = analysis_s
             res["config"] = json.loads(json.dumps(dataclasses.asdict(c)))

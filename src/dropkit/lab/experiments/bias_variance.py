@@ -19,14 +19,18 @@ or MNIST-1D regenerated with other generator seeds ("regenerate").
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from dropkit.lab.config import LabConfig, ModelConfig, TrainConfig, TrialSpec
-from dropkit.lab.runner import Runner
+from dropkit.lab.data import Dataset
+from dropkit.lab.plots import BLUE, ORANGE
+from dropkit.lab.runner import Runner, Trial
 
+DEFAULT = True  # in the default set of experiments (else --full only)
 NAME = "bias-variance"
 CLAIM = (
     "Dropout raises bias a little and cuts variance a lot, so the expected test loss "
@@ -91,10 +95,9 @@ def decompose(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
     }
 
 
-def run(cfg: Config, runner: Runner) -> dict[str, Any]:
+def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
     """Both decompositions per p and the verdict (on the squared-error one)."""
-    got = runner.run(NAME, trials(cfg, runner))
-    y = runner.dataset.y_test
+    y = data.y_test
     rows = []
     for i, p in enumerate(cfg.ps):
         probs = np.stack([t.arrays["test_probs"] for t in
@@ -129,3 +132,22 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
         "resample": cfg.resample,
         "rows": rows,
     }
+
+
+def plot(fig: Any, r: dict[str, Any]) -> None:
+    """Draw this experiment's figure on ``fig`` from its stored result ``r``."""
+    ax_sq, ax_log = fig.subplots(1, 2)
+    rows = r["rows"]
+    labels = [f"p={x['p']}" for x in rows]
+    pos = np.arange(len(rows))
+    for ax, key, title in ((ax_sq, "sq", "squared error on probabilities"),
+                           (ax_log, "log", "log-loss (Heskes)")):
+        bias = np.array([x[f"{key}_bias"] for x in rows])
+        var = np.array([x[f"{key}_variance"] for x in rows])
+        ax.bar(pos, bias, color=BLUE, label="bias (+ noise)")
+        ax.bar(pos, var, bottom=bias, color=ORANGE, label="variance")
+        for i, (b, v) in enumerate(zip(bias, var, strict=True)):
+            ax.text(i, b + v, f"{b:.3f}+{v:.3f}", ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(pos, labels)
+        ax.set(ylabel="expected test loss", title=f"{title}, K={r['models_per_p']}")
+        ax.legend(fontsize=8)

@@ -11,12 +11,18 @@ dropout is the reference.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from dropkit.lab.config import LabConfig, ModelConfig, TrainConfig, TrialSpec
-from dropkit.lab.runner import Runner
+import numpy as np
 
+from dropkit.lab.config import LabConfig, ModelConfig, TrainConfig, TrialSpec
+from dropkit.lab.data import Dataset
+from dropkit.lab.plots import BLUE, GREEN, GREY, ORANGE, RED
+from dropkit.lab.runner import Runner, Trial
+
+DEFAULT = True  # in the default set of experiments (else --full only)
 NAME = "coverage"
 CLAIM = "Dropout sets units to 0 at random, yet over training every unit ends up trained (claim 10)"
 
@@ -39,9 +45,8 @@ def trials(cfg: Config, runner: Runner) -> list[TrialSpec]:
             for p in cfg.ps]
 
 
-def run(cfg: Config, runner: Runner) -> dict[str, Any]:
+def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
     """Coverage curves per p and the verdict."""
-    got = runner.run(NAME, trials(cfg, runner))
     width = sum(cfg.model.hidden)
     rows = []
     for t in got:
@@ -59,3 +64,24 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
             f"{ref['batch_size']}): " + "; ".join(parts))
     return {"holds": bool(holds), "claim": CLAIM, "summary": text, "hidden_units": width,
             "epochs": cfg.train.epochs, "rows": rows}
+
+
+def plot(fig: Any, r: dict[str, Any]) -> None:
+    """Draw this experiment's figure on ``fig`` from its stored result ``r``."""
+    ax_u, ax_p = fig.subplots(1, 2)
+    colors = [GREY, BLUE, ORANGE, GREEN, RED]
+    for row, color in zip(r["rows"], colors, strict=False):
+        steps = np.arange(1, len(row["units"]) + 1)
+        ax_u.plot(steps, row["units"], color=color, label=f"p={row['p']}")
+        epochs = np.arange(1, len(row["pairs"]) + 1)
+        ax_p.plot(epochs, row["pairs"], marker="o", color=color, label=f"p={row['p']}")
+        if row["p"] > 0:
+            ref = r["rows"][0]["pairs"]
+            ax_p.plot(epochs, np.asarray(ref) * (1 - row["p"] ** epochs), ls=":", color=color,
+                      label=f"(p=0) x (1 - {row['p']}^e)")
+    ax_u.set(xscale="log", xlabel="training step", ylabel="fraction of hidden units",
+             title=f"units trained at least once ({r['hidden_units']} units)")
+    ax_p.set(xlabel="epoch", ylabel="fraction of (example, unit) pairs",
+             title="pairs trained at least once")
+    ax_u.legend(fontsize=8)
+    ax_p.legend(fontsize=7)

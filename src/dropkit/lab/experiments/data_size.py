@@ -8,13 +8,17 @@ at most 20x), so that small sets are not simply under-trained.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from dropkit.lab.config import LabConfig, ModelConfig, TrainConfig, TrialSpec
+from dropkit.lab.data import Dataset
 from dropkit.lab.experiments._common import binom_se, summary
-from dropkit.lab.runner import Runner
+from dropkit.lab.plots import BLUE, GREEN, ORANGE
+from dropkit.lab.runner import Runner, Trial
 
+DEFAULT = False  # in the default set of experiments (else --full only)
 NAME = "data-size"
 CLAIM = (
     "Dropout's gain depends on the amount of data: it helps once the training set is not "
@@ -52,11 +56,10 @@ def trials(cfg: Config, runner: Runner) -> list[TrialSpec]:
             for n in _sizes(cfg, n_full) for p in (0.0, cfg.p) for s in range(cfg.seeds)]
 
 
-def run(cfg: Config, runner: Runner) -> dict[str, Any]:
+def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
     """Test error with and without dropout per size, the gain, the verdict."""
-    got = runner.run(NAME, trials(cfg, runner))
-    n_test = len(runner.dataset.y_test)
-    sizes = _sizes(cfg, len(runner.dataset.y_train))
+    n_test = len(data.y_test)
+    sizes = _sizes(cfg, len(data.y_train))
     rows, i = [], 0
     for n in sizes:
         errs = []
@@ -73,3 +76,21 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
     text = "; ".join(f"N={r['n']}: {r['err_no_dropout']:.3f} -> {r['err_dropout']:.3f} "
                      f"(gain {r['gain']:+.3f})" for r in rows)
     return {"holds": bool(holds), "claim": CLAIM, "summary": text, "p": cfg.p, "rows": rows}
+
+
+def plot(fig: Any, r: dict[str, Any]) -> None:
+    """Draw this experiment's figure on ``fig`` from its stored result ``r``."""
+    ax_err, ax_gain = fig.subplots(1, 2)
+    rows = r["rows"]
+    n = [x["n"] for x in rows]
+    ax_err.plot(n, [x["err_no_dropout"] for x in rows], marker="o", color=BLUE, label="p=0")
+    ax_err.plot(n, [x["err_dropout"] for x in rows], marker="o", color=ORANGE,
+                label=f"p={r['p']}")
+    ax_err.set(xscale="log", xlabel="training examples", ylabel="test error",
+               title="test error vs data size")
+    ax_err.legend(fontsize=8)
+    ax_gain.errorbar(n, [x["gain"] for x in rows], yerr=[x["gain_se"] for x in rows],
+                     marker="o", color=GREEN, capsize=3)
+    ax_gain.axhline(0, color="k", lw=0.8)
+    ax_gain.set(xscale="log", xlabel="training examples", ylabel="error(p=0) - error(dropout)",
+                title="gain from dropout")

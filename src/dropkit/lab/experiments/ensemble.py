@@ -21,6 +21,7 @@ several models).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,11 +30,14 @@ import torch
 from torch import nn
 
 from dropkit.lab.config import LabConfig, ModelConfig, TrainConfig, TrialSpec
+from dropkit.lab.data import Dataset
 from dropkit.lab.experiments._common import accuracy, log_loss, paired_se
+from dropkit.lab.plots import BLUE, GREEN, GREY, ORANGE
 from dropkit.lab.runner import Runner, Trial
 from dropkit.lab.train import build_mlp, load_state
 from dropkit.nn import Dropout
 
+DEFAULT = True  # in the default set of experiments (else --full only)
 NAME = "ensemble"
 CLAIM = (
     "Dropout trains one net that acts like an ensemble of exponentially many thinned "
@@ -68,9 +72,9 @@ def trials(cfg: Config, runner: Runner) -> list[TrialSpec]:
     return [main, *members, tiny]
 
 
-def rebuild(trial: Trial, runner: Runner) -> nn.Sequential:
+def rebuild(trial: Trial, data: Dataset) -> nn.Sequential:
     """The trained network of a stored trial."""
-    ds = runner.dataset
+    ds = data
     net = build_mlp(ds.n_features, ds.n_classes, trial.spec.model, trial.spec.p)
     return load_state(net, trial.arrays).eval()
 
@@ -114,13 +118,12 @@ def _metrics(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return {"acc": accuracy(probs, y), "nll": log_loss(probs, y)}
 
 
-def run(cfg: Config, runner: Runner) -> dict[str, Any]:
+def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
     """MC curve, weight scaling, explicit ensemble, tiny-net exact average; the verdict."""
-    got = runner.run(NAME, trials(cfg, runner))
     main, members, tiny = got[0], got[1:-1], got[-1]
-    ds = runner.dataset
+    ds = data
     x, y = torch.from_numpy(ds.x_test), ds.y_test
-    net = rebuild(main, runner)
+    net = rebuild(main, data)
     ws = main.arrays["test_probs"]
     mc = mc_curve(net, x, cfg.k_max, cfg.seed + 17)  # [K, N, C]
     mc_acc = [accuracy(m, y) for m in mc]
@@ -130,7 +133,7 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
     ens_acc = [accuracy(e, y) for e in ens]
     ens_nll = [log_loss(e, y) for e in ens]
     # The tiny net: exact average over 2^n masks, MC and weight scaling against it.
-    tnet = rebuild(tiny, runner)
+    tnet = rebuild(tiny, data)
     exact = exact_average(tnet, x).numpy()
     tmc = mc_curve(tnet, x, cfg.k_max, cfg.seed + 18)
     tws = tiny.arrays["test_probs"]
@@ -183,3 +186,26 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
             "ws_tolerance": t_tol,
         },
     }
+
+
+def plot(fig: Any, r: dict[str, Any]) -> None:
+    """Draw this experiment's figure on ``fig`` from its stored result ``r``."""
+    ax_acc, ax_nll, ax_tiny = fig.subplots(1, 3)
+    k = r["mc"]["k"]
+    for ax, key in ((ax_acc, "acc"), (ax_nll, "nll")):
+        ax.plot(k, r["mc"][key], color=BLUE, label="MC average of k thinned nets")
+        ax.axhline(r["weight_scaling"][key], color=ORANGE, label="weight scaling (1 pass)")
+        ax.axhline(r["single_no_dropout"][key], color=GREY, ls=":", label="one net, no dropout")
+        e = r["explicit_ensemble"]
+        ax.plot(e["m"], e[key], marker="s", color=GREEN, label="ensemble of m nets (x = m)")
+        ax.set_xscale("log")
+        ax.set(xlabel="k (samples) or m (nets)", ylabel="test " + ("accuracy" if key == "acc"
+               else "log-loss"), title=f"p={r['p']}: test {key}")
+    ax_acc.legend(fontsize=7)
+    t = r["tiny"]
+    ax_tiny.plot(k, t["mc_tv"], color=BLUE, label="MC average vs exact")
+    ax_tiny.axhline(t["ws_tv"], color=ORANGE, label="weight scaling vs exact")
+    ax_tiny.plot(k, t["mc_tv"][0] / np.sqrt(k), color=GREY, ls=":", label="1/sqrt(k)")
+    ax_tiny.set(xscale="log", yscale="log", xlabel="k", ylabel="mean total variation",
+                title=f"tiny net: exact average of {t['subnetworks']} sub-nets")
+    ax_tiny.legend(fontsize=7)

@@ -7,6 +7,7 @@ train-mode passes; the net without dropout is the control (both modes agree exac
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,11 +15,14 @@ import numpy as np
 import torch
 
 from dropkit.lab.config import LabConfig, ModelConfig, TrainConfig, TrialSpec
+from dropkit.lab.data import Dataset
 from dropkit.lab.experiments._common import accuracy, log_loss, paired_se, summary
 from dropkit.lab.experiments.ensemble import rebuild
-from dropkit.lab.runner import Runner
+from dropkit.lab.plots import BLUE, RED
+from dropkit.lab.runner import Runner, Trial
 from dropkit.lab.train import predict_proba
 
+DEFAULT = True  # in the default set of experiments (else --full only)
 NAME = "eval-mode"
 CLAIM = "Forgetting model.eval() (dropout left on at test time) costs accuracy (claim 14)"
 
@@ -40,13 +44,12 @@ def trials(cfg: Config, runner: Runner) -> list[TrialSpec]:
     return [runner.spec(cfg.model, cfg.train, p, cfg.seed) for p in (0.0, cfg.p)]
 
 
-def run(cfg: Config, runner: Runner) -> dict[str, Any]:
+def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
     """Accuracy and log-loss in both modes, for the net with and without dropout."""
-    got = runner.run(NAME, trials(cfg, runner))
-    x, y = torch.from_numpy(runner.dataset.x_test), runner.dataset.y_test
+    x, y = torch.from_numpy(data.x_test), data.y_test
     rows = {}
     for t in got:
-        net = rebuild(t, runner)
+        net = rebuild(t, data)
         ev = predict_proba(net, x).numpy()
         torch.manual_seed(cfg.seed + 3)
         tr = [predict_proba(net, x, train_mode=True).numpy() for _ in range(cfg.passes)]
@@ -70,3 +73,19 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
     )
     return {"holds": holds, "claim": CLAIM, "summary": text, "accuracy_cost": cost,
             "passes": cfg.passes, "rows": list(rows.values())}
+
+
+def plot(fig: Any, r: dict[str, Any]) -> None:
+    """Draw this experiment's figure on ``fig`` from its stored result ``r``."""
+    ax_acc, ax_nll = fig.subplots(1, 2)
+    rows = r["rows"]
+    pos = np.arange(len(rows))
+    for ax, key, label in ((ax_acc, "acc", "test accuracy"), (ax_nll, "nll", "test log-loss")):
+        ev = [x[f"eval_{key}"] for x in rows]
+        tr = [x[f"train_{key}"]["mean"] for x in rows]
+        sd = [x[f"train_{key}"]["sd"] for x in rows]
+        ax.bar(pos - 0.2, ev, 0.4, color=BLUE, label="model.eval()")
+        ax.bar(pos + 0.2, tr, 0.4, yerr=sd, color=RED, capsize=3, label="forgot eval()")
+        ax.set_xticks(pos, [f"p={x['p']}" for x in rows])
+        ax.set(ylabel=label, title=label)
+        ax.legend(fontsize=8)

@@ -11,13 +11,19 @@ Both models share the seed (same initial weights, same batch order).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dropkit.lab.config import LabConfig, ModelConfig, TrainConfig, TrialSpec
-from dropkit.lab.experiments._common import binom_se
-from dropkit.lab.runner import Runner
+import numpy as np
 
+from dropkit.lab.config import LabConfig, ModelConfig, TrainConfig, TrialSpec
+from dropkit.lab.data import Dataset
+from dropkit.lab.experiments._common import binom_se
+from dropkit.lab.plots import BLUE, ORANGE
+from dropkit.lab.runner import Runner, Trial
+
+DEFAULT = True  # in the default set of experiments (else --full only)
 NAME = "overfitting"
 CLAIM = (
     "Without dropout the model overfits (train accuracy far above test, test loss rising); "
@@ -41,10 +47,10 @@ def trials(cfg: Config, runner: Runner) -> list[TrialSpec]:
     return [runner.spec(cfg.model, cfg.train, p, cfg.seed) for p in (0.0, cfg.p)]
 
 
-def run(cfg: Config, runner: Runner) -> dict[str, Any]:
+def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
     """Curves of both models and the verdict."""
-    base, drop = runner.run(NAME, trials(cfg, runner))
-    n_test = len(runner.dataset.y_test)
+    base, drop = got
+    n_test = len(data.y_test)
     numbers: dict[str, Any] = {}
     for tag, t in (("no_dropout", base), ("dropout", drop)):
         h, f = t.result["history"], t.result["final"]
@@ -88,3 +94,22 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
         **numbers,
         "curves": {"no_dropout": base.result["history"], "dropout": drop.result["history"]},
     }
+
+
+def plot(fig: Any, r: dict[str, Any]) -> None:
+    """Draw this experiment's figure on ``fig`` from its stored result ``r``."""
+    ax_acc, ax_loss = fig.subplots(1, 2)
+    for tag, color in (("no_dropout", BLUE), ("dropout", ORANGE)):
+        h = r["curves"][tag]
+        lab = f"p={r[tag]['p']}"
+        ax_acc.plot(h["epoch"], h["train_acc"], color=color, ls="--", label=f"{lab} train")
+        ax_acc.plot(h["epoch"], h["test_acc"], color=color, label=f"{lab} test")
+        ax_loss.plot(h["epoch"], h["train_loss"], color=color, ls="--", label=f"{lab} train")
+        ax_loss.plot(h["epoch"], h["test_loss"], color=color, label=f"{lab} test")
+        te = np.asarray(h["test_acc"])
+        ax_acc.fill_between(h["epoch"], te - r["test_acc_se"], te + r["test_acc_se"],
+                            color=color, alpha=0.2, lw=0)
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy (band: ±1 SE)")
+    ax_loss.set(xlabel="epoch", ylabel="log-loss", title="log-loss")
+    ax_acc.legend(fontsize=8)
+    ax_loss.legend(fontsize=8)

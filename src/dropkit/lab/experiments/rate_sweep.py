@@ -20,15 +20,19 @@ verdict says so instead.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from dropkit.lab.config import LabConfig, ModelConfig, TrainConfig, TrialSpec
+from dropkit.lab.data import Dataset
 from dropkit.lab.experiments._common import binom_se, example_losses, loss_sem, summary
-from dropkit.lab.runner import Runner
+from dropkit.lab.plots import BLUE, GREY, ORANGE, RED
+from dropkit.lab.runner import Runner, Trial
 
+DEFAULT = True  # in the default set of experiments (else --full only)
 NAME = "rate-sweep"
 CLAIM = (
     "Too high a dropout rate underfits and too low a rate overfits: test error is U-shaped "
@@ -54,12 +58,11 @@ def trials(cfg: Config, runner: Runner) -> list[TrialSpec]:
             for p in cfg.ps for s in range(cfg.seeds)]
 
 
-def run(cfg: Config, runner: Runner) -> dict[str, Any]:
+def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
     """Mean test error, log-loss and train error per p, the best p and the verdict."""
-    got = runner.run(NAME, trials(cfg, runner))
-    n_test = len(runner.dataset.y_test)
+    n_test = len(data.y_test)
     rows = []
-    y_test = runner.dataset.y_test
+    y_test = data.y_test
     per_example = []  # [len(ps)] arrays [N]: each p's test loss per example (seed mean)
     for i, p in enumerate(cfg.ps):
         ts = got[i * cfg.seeds : (i + 1) * cfg.seeds]
@@ -72,7 +75,7 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
             se, loss_se = err["se"], loss["se"]
         else:
             se = binom_se(1 - err["mean"], n_test)
-            loss_se = loss_sem(ts[0].arrays["test_probs"], runner.dataset.y_test)
+            loss_se = loss_sem(ts[0].arrays["test_probs"], data.y_test)
         rows.append({
             "p": p,
             "val_err": summary([1 - f["val_acc"] for f in finals])["mean"],
@@ -145,3 +148,31 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
         "seeds": cfg.seeds,
         "epochs": cfg.train.epochs,
     }
+
+
+def plot(fig: Any, r: dict[str, Any]) -> None:
+    """Draw this experiment's figure on ``fig`` from its stored result ``r``."""
+    ax_err, ax_loss = fig.subplots(1, 2)
+    rows = r["rows"]
+    p = np.array([x["p"] for x in rows])
+    err = np.array([x["test_err"] for x in rows])
+    se = np.array([x["test_err_se"] for x in rows])
+    ax_err.errorbar(p, err, yerr=se, marker="o", color=BLUE, capsize=3, label="test error")
+    ax_err.plot(p, [x["train_err"] for x in rows], marker=".", ls="--", color=GREY,
+                label="train error")
+    best = r["best_p"]
+    ax_err.axvspan(p.min() - 0.02, best, color=RED, alpha=0.08, label="overfitting side")
+    ax_err.axvspan(best, p.max() + 0.02, color=BLUE, alpha=0.08, label="underfitting side")
+    ax_err.axvline(best, color="k", lw=0.8, ls=":")
+    ax_err.annotate(f"best p={best}", (best, err.min()), textcoords="offset points",
+                    xytext=(4, -12), fontsize=8)
+    ax_err.set(xlabel="drop probability p", ylabel="error",
+               title=f"error vs p ({r['seeds']} seed(s), {r['epochs']} epochs)")
+    ax_err.legend(fontsize=7)
+    ax_loss.errorbar(p, [x["test_loss"] for x in rows], yerr=[x["test_loss_se"] for x in rows],
+                     marker="o", color=ORANGE, capsize=3, label="test")
+    ax_loss.plot(p, [x["train_loss"] for x in rows], marker=".", ls="--", color=GREY,
+                 label="train")
+    ax_loss.axvline(best, color="k", lw=0.8, ls=":")
+    ax_loss.set(xlabel="drop probability p", ylabel="log-loss", title="log-loss vs p (±1 SE)")
+    ax_loss.legend(fontsize=7)

@@ -18,6 +18,7 @@ The verdict reports what the budget shows.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,11 +26,14 @@ import numpy as np
 import torch
 
 from dropkit.lab.config import LabConfig, ModelConfig, TrainConfig, TrialSpec
+from dropkit.lab.data import Dataset
 from dropkit.lab.experiments._common import binom_se, summary
 from dropkit.lab.experiments.ensemble import rebuild
-from dropkit.lab.runner import Runner
+from dropkit.lab.plots import BLUE, ORANGE, RED
+from dropkit.lab.runner import Runner, Trial
 from dropkit.nn import Dropout
 
+DEFAULT = True  # in the default set of experiments (else --full only)
 NAME = "scaling"
 CLAIM = (
     "Multiplying by (1-p) at test time (classic) or by 1/(1-p) in training (inverted) keeps "
@@ -80,18 +84,17 @@ def expectation_z(drop: Dropout, h: torch.Tensor, samples: int, seed: int) -> np
     return z.numpy()
 
 
-def run(cfg: Config, runner: Runner) -> dict[str, Any]:
+def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
     """Accuracy and log-loss per scaling, the expectation check, the verdict."""
-    got = runner.run(NAME, trials(cfg, runner))
-    n_test = len(runner.dataset.y_test)
-    x = torch.from_numpy(runner.dataset.x_test[: cfg.rows])
+    n_test = len(data.y_test)
+    x = torch.from_numpy(data.x_test[: cfg.rows])
     out: dict[str, Any] = {}
     for i, name in enumerate(("inverted", "classic")):
         ts = got[i * cfg.seeds : (i + 1) * cfg.seeds]
         acc = summary([t.result["final"]["test_acc"] for t in ts])
         nll = summary([t.result["final"]["test_loss"] for t in ts])
         train_acc = summary([t.result["final"]["train_acc"] for t in ts])
-        net = rebuild(ts[0], runner)
+        net = rebuild(ts[0], data)
         first = next(j for j, m in enumerate(net) if isinstance(m, Dropout) and j > 0)
         with torch.no_grad():
             h = net[:first](x)  # [rows, H], the input of the first hidden dropout
@@ -128,3 +131,24 @@ def run(cfg: Config, runner: Runner) -> dict[str, Any]:
         "samples": cfg.samples,
         **out,
     }
+
+
+def plot(fig: Any, r: dict[str, Any]) -> None:
+    """Draw this experiment's figure on ``fig`` from its stored result ``r``."""
+    ax_acc, ax_z = fig.subplots(1, 2)
+    names = ("inverted", "classic")
+    means = [r[n]["acc"]["mean"] for n in names]
+    ax_acc.bar(names, means, yerr=[r["tolerance"] / 3] * 2, color=[BLUE, ORANGE], capsize=4)
+    for i, m in enumerate(means):
+        ax_acc.text(i, m, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
+    ax_acc.set(ylabel="test accuracy", title=f"p={r['p']}: same seed, two scalings",
+               ylim=(min(means) - 0.1, min(1.0, max(means) + 0.05)))
+    edges = np.linspace(-8, 8, 42)
+    centers = (edges[:-1] + edges[1:]) / 2
+    for n, color in zip(names, (BLUE, ORANGE), strict=True):
+        ax_z.step(centers, r[n]["z_hist"], where="mid", color=color, label=n)
+    ax_z.axvline(-6, color=RED, ls=":")
+    ax_z.axvline(6, color=RED, ls=":", label="|z| = 6")
+    ax_z.set(xlabel="z = (mean of train outputs - eval output) / SE", ylabel="elements",
+             title=f"E[train output] = eval output ({r['samples']} masks)")
+    ax_z.legend(fontsize=8)
