@@ -25,7 +25,8 @@ def test_every_experiment_follows_the_protocol() -> None:
     assert tuple(experiments.REGISTRY) == experiments.NAMES == EXPERIMENTS
     for name, m in experiments.REGISTRY.items():
         assert name == m.NAME and m.CLAIM and isinstance(m.DEFAULT, bool)
-        assert all(callable(getattr(m, f)) for f in ("trials", "analyse", "plot"))
+        assert all(callable(getattr(m, f)) for f in ("trials", "analyse", "plot", "explain"))
+        assert m.RULE and "claim" not in m.CLAIM.lower()  # no numbering after a document
         assert dataclasses.is_dataclass(m.Config.from_lab(LabConfig()))
     assert "data-size" in experiments.NAMES and "data-size" not in experiments.DEFAULTS
 

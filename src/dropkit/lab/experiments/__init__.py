@@ -4,7 +4,9 @@ Each module is an :class:`Experiment`: ``NAME``, ``CLAIM``, ``DEFAULT`` (in the 
 set, else ``--full`` only), a frozen ``Config`` with ``from_lab``, ``trials(config, specs)``
 (the training runs it needs, shared where specs coincide), a pure
 ``analyse(config, trials, data)`` (a JSON-able result with ``holds``, ``claim``,
-``summary`` and the numbers behind its figure; it never trains) and ``plot(fig, result)``.
+``summary`` and the numbers behind its figure; it never trains), ``plot(fig, result)``,
+``RULE`` (the verdict's rule in plain words) and ``explain(result)`` (a plain sentence on
+what the result shows, and the rows of a small table of the numbers behind it).
 :data:`REGISTRY` is their order: the CLI's choices, the default set and the report all
 read it. To add an experiment, write its module and add it to the tuple below.
 """
@@ -44,6 +46,10 @@ class Experiment(Protocol):
     def analyse(self, cfg: Any, got: Sequence[Trial], data: Dataset) -> dict[str, Any]: ...
 
     def plot(self, fig: Any, result: dict[str, Any]) -> None: ...
+
+    RULE: str
+
+    def explain(self, result: dict[str, Any]) -> tuple[str, list[tuple[str, ...]]]: ...
 
 
 _ORDER: tuple[Any, ...] = (overfitting, rate_sweep, bias_variance, ensemble, scaling, eval_mode,

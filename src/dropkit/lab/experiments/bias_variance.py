@@ -34,7 +34,13 @@ DEFAULT = True  # in the default set of experiments (else --full only)
 NAME = "bias-variance"
 CLAIM = (
     "Dropout raises bias a little and cuts variance a lot, so the expected test loss "
-    "falls (claims 8, 9)"
+    "falls"
+)
+RULE = (  # the verdict's rule, in plain words
+    """Over several models trained on resampled training sets, the squared error on the
+predicted probabilities splits into bias (the average model's error, noise included) and
+variance (how much the models disagree); the claim holds if dropout raises the bias and
+lowers the variance by more."""
 )
 
 
@@ -147,7 +153,21 @@ def plot(fig: Any, r: dict[str, Any]) -> None:
         ax.bar(pos, bias, color=BLUE, label="bias (+ noise)")
         ax.bar(pos, var, bottom=bias, color=ORANGE, label="variance")
         for i, (b, v) in enumerate(zip(bias, var, strict=True)):
-            ax.text(i, b + v, f"{b:.3f}+{v:.3f}", ha="center", va="bottom", fontsize=7)
+            ax.text(i, b + v, f"{b:.3f}+{v:.3f}", ha="center", va="bottom", fontsize=9)
         ax.set_xticks(pos, labels)
         ax.set(ylabel="expected test loss", title=f"{title}, K={r['models_per_p']}")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
+
+
+def explain(r: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    """A plain sentence on what the result shows, and the numbers behind it."""
+    rise = "rises" if r["bias_rises"] else "falls"
+    text = (f"Variance (how much nets trained on different samples of the data disagree) "
+            f"{'falls' if r['variance_falls'] else 'does not fall'} with dropout, and bias "
+            f"(the error of their average) {rise}. The claim needs bias to rise a little, so "
+            + ("it holds." if r["holds"] else "on this data it does not hold: dropout helped "
+               "both parts."))
+    table = [("p", "bias (+ noise)", "variance", "expected loss")]
+    table += [(str(x["p"]), f"{x['sq_bias']:.4f}", f"{x['sq_variance']:.4f}",
+               f"{x['sq_loss']:.4f}") for x in r["rows"]]
+    return text, table

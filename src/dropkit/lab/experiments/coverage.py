@@ -24,7 +24,11 @@ from dropkit.lab.runner import Runner, Trial
 
 DEFAULT = True  # in the default set of experiments (else --full only)
 NAME = "coverage"
-CLAIM = "Dropout sets units to 0 at random, yet over training every unit ends up trained (claim 10)"
+CLAIM = "Dropout sets units to 0 at random, yet over training every unit ends up trained"
+RULE = (  # the verdict's rule, in plain words
+    """With dropout, as many hidden units must receive a gradient (and change) during training
+as without it."""
+)
 
 
 @dataclass(frozen=True)
@@ -83,5 +87,16 @@ def plot(fig: Any, r: dict[str, Any]) -> None:
              title=f"units trained at least once ({r['hidden_units']} units)")
     ax_p.set(xlabel="epoch", ylabel="fraction of (example, unit) pairs",
              title="pairs trained at least once")
-    ax_u.legend(fontsize=8)
-    ax_p.legend(fontsize=7)
+    ax_u.legend(fontsize=9)
+    ax_p.legend(fontsize=9)
+
+
+def explain(r: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    """A plain sentence on what the result shows, and the numbers behind it."""
+    text = ("Even though dropout switches units off at random, every unit still gets trained "
+            "within a few steps; what drops is the share of (example, unit) pairs that were "
+            "ever trained together.")
+    table = [("p", "units trained", "units changed", "(example, unit) pairs trained")]
+    table += [(str(x["p"]), f"{x['final_units']:.3f}", f"{x['updated_fraction']:.3f}",
+               f"{x['pairs'][-1]:.3f}") for x in r["rows"]]
+    return text, table

@@ -24,6 +24,9 @@ CLAIM = (
     "Dropout's gain depends on the amount of data: it helps once the training set is not "
     "tiny (Srivastava et al. 2014, Fig. 10)"
 )
+RULE = (  # the verdict's rule, in plain words
+    """Dropout must lower the test error at every training-set size but the smallest."""
+)
 
 
 @dataclass(frozen=True)
@@ -88,9 +91,19 @@ def plot(fig: Any, r: dict[str, Any]) -> None:
                 label=f"p={r['p']}")
     ax_err.set(xscale="log", xlabel="training examples", ylabel="test error",
                title="test error vs data size")
-    ax_err.legend(fontsize=8)
+    ax_err.legend(fontsize=9)
     ax_gain.errorbar(n, [x["gain"] for x in rows], yerr=[x["gain_se"] for x in rows],
                      marker="o", color=GREEN, capsize=3)
     ax_gain.axhline(0, color="k", lw=0.8)
     ax_gain.set(xscale="log", xlabel="training examples", ylabel="error(p=0) - error(dropout)",
                 title="gain from dropout")
+
+
+def explain(r: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    """A plain sentence on what the result shows, and the numbers behind it."""
+    text = ("How much dropout helps depends on how much data there is: the gain is the test "
+            "error without dropout minus the error with it.")
+    table = [("training examples", "error p = 0", "error with dropout", "gain")]
+    table += [(str(x["n"]), f"{x['err_no_dropout']:.3f}", f"{x['err_dropout']:.3f}",
+               f"{x['gain']:+.3f}") for x in r["rows"]]
+    return text, table

@@ -44,6 +44,12 @@ CLAIM = (
     "networks, and the (1-p) weight scaling at test time stands in for their average "
     "(claims 4, 11, 12)"
 )
+RULE = (  # the verdict's rule, in plain words
+    """Weight scaling (one pass with every unit, scaled) must be as accurate as averaging many
+randomly thinned nets (Monte Carlo) and, for a tiny net, as the exact average over all
+its sub-networks; the dropout net must beat one net trained without dropout in
+log-loss."""
+)
 
 
 @dataclass(frozen=True)
@@ -201,11 +207,31 @@ def plot(fig: Any, r: dict[str, Any]) -> None:
         ax.set_xscale("log")
         ax.set(xlabel="k (samples) or m (nets)", ylabel="test " + ("accuracy" if key == "acc"
                else "log-loss"), title=f"p={r['p']}: test {key}")
-    ax_acc.legend(fontsize=7)
+    ax_acc.legend(fontsize=9)
     t = r["tiny"]
     ax_tiny.plot(k, t["mc_tv"], color=BLUE, label="MC average vs exact")
     ax_tiny.axhline(t["ws_tv"], color=ORANGE, label="weight scaling vs exact")
     ax_tiny.plot(k, t["mc_tv"][0] / np.sqrt(k), color=GREY, ls=":", label="1/sqrt(k)")
     ax_tiny.set(xscale="log", yscale="log", xlabel="k", ylabel="mean total variation",
                 title=f"tiny net: exact average of {t['subnetworks']} sub-nets")
-    ax_tiny.legend(fontsize=7)
+    ax_tiny.legend(fontsize=9)
+
+
+def explain(r: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    """A plain sentence on what the result shows, and the numbers behind it."""
+    t = r["tiny"]
+    text = (f"A dropout net is a cheap stand-in for averaging many thinned nets: one scaled "
+            f"pass scores {r['weight_scaling']['acc']:.1%}, the average of "
+            f"{r['mc']['k'][-1]} random thinned nets {r['mc']['acc'][-1]:.1%}. For a tiny net "
+            f"with {t['subnetworks']} sub-networks the scaled pass differs from their exact "
+            f"average by a total variation (the share of probability put elsewhere) of "
+            f"{t['ws_tv']:.3f}.")
+    table = [("model", "test accuracy", "test log-loss")]
+    for label, m in (("weight scaling (1 pass)", r["weight_scaling"]),
+                     (f"average of {r['mc']['k'][-1]} thinned nets", {
+                         "acc": r["mc"]["acc"][-1], "nll": r["mc"]["nll"][-1]}),
+                     ("one net without dropout", r["single_no_dropout"]),
+                     ("tiny net: exact average", t["exact"]),
+                     ("tiny net: weight scaling", t["weight_scaling"])):
+        table.append((label, f"{m['acc']:.3f}", f"{m['nll']:.3f}"))
+    return text, table

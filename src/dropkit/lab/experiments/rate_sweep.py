@@ -36,7 +36,13 @@ DEFAULT = True  # in the default set of experiments (else --full only)
 NAME = "rate-sweep"
 CLAIM = (
     "Too high a dropout rate underfits and too low a rate overfits: test error is U-shaped "
-    "in p (claim 5)"
+    "in p"
+)
+RULE = (  # the verdict's rule, in plain words
+    """The best p is chosen on the validation split. Both ends of the grid must be worse than it
+on the test set (higher error, and a higher log-loss by more than 2 standard errors of the
+paired difference); the low end must overfit (its validation loss rises when trained
+longer) and the high end underfit (a higher training error)."""
 )
 
 
@@ -168,11 +174,27 @@ def plot(fig: Any, r: dict[str, Any]) -> None:
                     xytext=(4, -12), fontsize=8)
     ax_err.set(xlabel="drop probability p", ylabel="error",
                title=f"error vs p ({r['seeds']} seed(s), {r['epochs']} epochs)")
-    ax_err.legend(fontsize=7)
+    ax_err.legend(fontsize=9)
     ax_loss.errorbar(p, [x["test_loss"] for x in rows], yerr=[x["test_loss_se"] for x in rows],
                      marker="o", color=ORANGE, capsize=3, label="test")
     ax_loss.plot(p, [x["train_loss"] for x in rows], marker=".", ls="--", color=GREY,
                  label="train")
     ax_loss.axvline(best, color="k", lw=0.8, ls=":")
     ax_loss.set(xlabel="drop probability p", ylabel="log-loss", title="log-loss vs p (±1 SE)")
-    ax_loss.legend(fontsize=7)
+    ax_loss.legend(fontsize=9)
+
+
+def explain(r: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    """A plain sentence on what the result shows, and the numbers behind it."""
+    rows = r["rows"]
+    lo, hi = rows[0], rows[-1]
+    text = (f"Chosen on held-out validation data, p = {r['best_p']} works best. Too little "
+            f"dropout (p = {lo['p']}) memorises the training set; too much (p = {hi['p']}) "
+            f"cannot even fit it (training error {hi['train_err']:.1%}). "
+            + ("Both ends are worse on the test set, as the claim says."
+               if r["holds"] else "Not both ends are clearly worse here, so the verdict is no."))
+    table = [("p", "validation error", "test error", "train error", "test log-loss", "epoch")]
+    table += [(str(x["p"]), f"{x['val_err']:.3f}", f"{x['test_err']:.3f}",
+               f"{x['train_err']:.3f}", f"{x['test_loss']:.3f}",
+               ", ".join(map(str, x["chosen_epochs"]))) for x in rows]
+    return text, table
