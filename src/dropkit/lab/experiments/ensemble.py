@@ -41,8 +41,7 @@ DEFAULT = True  # in the default set of experiments (else --full only)
 NAME = "ensemble"
 CLAIM = (
     "Dropout trains one net that acts like an ensemble of exponentially many thinned "
-    "networks, and the (1-p) weight scaling at test time stands in for their average "
-    "(claims 4, 11, 12)"
+    "networks, and the (1-p) weight scaling at test time stands in for their average"
 )
 RULE = (  # the verdict's rule, in plain words
     """Weight scaling (one pass with every unit, scaled) must be as accurate as averaging many
