@@ -180,7 +180,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
 # Per data set and mode, applied after the mode preset.
 _DATA_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("mnist1d", "full"): {"bv_resample": "regenerate"},
-    ("fashion-mnist", "quick"): {"sizes": (1000, 5000, 20000, 60000), "epochs": 10},
+    ("fashion-mnist", "quick"): {"sizes": (1000, 5000, 20000, 60000)},
     ("fashion-mnist", "full"): {
         "hidden": (1024, 1024, 1024),
         "input_p": 0.2,

@@ -173,7 +173,7 @@ def plot(fig: Any, r: dict[str, Any]) -> None:
     ax_err.annotate(f"best p={best}", (best, err.min()), textcoords="offset points",
                     xytext=(4, -12), fontsize=8)
     ax_err.set(xlabel="drop probability p", ylabel="error",
-               title=f"error vs p ({r['seeds']} seed(s), {r['epochs']} epochs)")
+               title=f"error vs p ({r['seeds']} seed(s), <= {r['epochs']} epochs each)")
     ax_err.legend(fontsize=9)
     ax_loss.errorbar(p, [x["test_loss"] for x in rows], yerr=[x["test_loss_se"] for x in rows],
                      marker="o", color=ORANGE, capsize=3, label="test")
