@@ -68,3 +68,35 @@ def test_analyse_is_pure_and_reproduces_the_stored_result(
         assert json.loads(json.dumps(again)) == {k: v for k, v in stored.items()
                                                  if k in again}, name
     store.close()
+
+
+def _trial(p: float, test_loss: float, gap: float) -> object:
+    import types
+
+    final = {"train_acc": 0.95, "test_acc": 0.95 - gap, "train_loss": 0.1,
+             "test_loss": test_loss, "val_loss": test_loss}
+    return types.SimpleNamespace(spec=types.SimpleNamespace(p=p), result={
+        "history": {"val_loss": [test_loss, test_loss + 0.1]}, "final": final,
+        "chosen_epoch": 1, "stopped_epoch": 2, "still_improving": False})
+
+
+@pytest.mark.parametrize(("dropout_losses", "holds"), [((0.40, 0.41, 0.39), True),
+                                                       ((0.40, 0.60, 0.30), False)])
+def test_several_seeds_need_a_confidence_interval_below_zero(
+    dropout_losses: tuple[float, ...], holds: bool
+) -> None:
+    """Mean test log-loss lower with dropout in both cases; only a consistent drop holds."""
+    from dropkit.lab.data import Dataset
+    from dropkit.lab.experiments import overfitting
+
+    cfg = overfitting.Config.from_lab(resolve_config({"seeds": 3}))
+    got = []
+    for loss in dropout_losses:
+        got += [_trial(0.0, 0.5, 0.2), _trial(cfg.p, loss, 0.1)]
+    y = np.zeros(1000, dtype=np.int64)
+    data = Dataset("x", np.zeros((1, 1), np.float32), y[:1], np.zeros((1000, 1), np.float32),
+                   y, 2, "f")
+    r = overfitting.analyse(cfg, got, data)
+    assert r["seeds"] == 3 and len(r["test_loss_diff_ci95"]) == 2
+    assert r["dropout"]["test_loss"] < r["no_dropout"]["test_loss"]
+    assert r["holds"] is holds and "95% CI" in r["summary"]

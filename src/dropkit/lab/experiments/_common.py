@@ -6,7 +6,10 @@ import math
 
 import numpy as np
 
-__all__ = ["accuracy", "binom_se", "example_losses", "log_loss", "loss_sem", "paired_se", "summary"]
+__all__ = [
+    "accuracy", "binom_se", "ci95", "example_losses", "log_loss", "loss_sem", "paired_se",
+    "summary",
+]
 
 
 def log_loss(probs: np.ndarray, y: np.ndarray) -> float:
@@ -41,6 +44,27 @@ def paired_se(pred_a: np.ndarray, pred_b: np.ndarray, y: np.ndarray) -> float:
     n = len(y)
     d = a.astype(float) - b.astype(float)
     return math.sqrt(max(d.var(), 1.0 / n) / n)
+
+
+# Student's t quantile t_{0.975}(df) for small df (the normal's 1.96 beyond the table).
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+         9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}
+
+
+def ci95(values: list[float]) -> tuple[float, float] | None:
+    """95% confidence interval of the mean of ``values`` (Student's t); None for one value.
+
+    Example:
+        >>> lo, hi = ci95([1.0, 2.0, 3.0])
+        >>> round(lo, 3), round(hi, 3)
+        (-0.484, 4.484)
+    """
+    if len(values) < 2:
+        return None
+    s = summary(values)
+    df = len(values) - 1
+    t = _T975[max(k for k in _T975 if k <= df)] if df <= 30 else 1.96
+    return s["mean"] - t * s["se"], s["mean"] + t * s["se"]
 
 
 def summary(values: list[float]) -> dict[str, float]:

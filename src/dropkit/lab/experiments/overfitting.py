@@ -19,7 +19,7 @@ import numpy as np
 
 from dropkit.lab.config import LabConfig, ModelConfig, TrainConfig, TrialSpec
 from dropkit.lab.data import Dataset
-from dropkit.lab.experiments._common import binom_se
+from dropkit.lab.experiments._common import binom_se, ci95
 from dropkit.lab.plots import BLUE, ORANGE
 from dropkit.lab.runner import Runner, Trial
 
@@ -41,42 +41,64 @@ class Config:
     model: ModelConfig  # the MLP (its hidden p is set per trial)
     train: TrainConfig  # optimiser and epoch budget
     p: float  # the dropout model's drop probability
-    seed: int  # shared by both models
+    seed: int  # first seed, shared by both models (seed + s for pair s)
+    seeds: int = 1  # pairs of models (p = 0 and p), one per seed
 
     @classmethod
     def from_lab(cls, lab: LabConfig) -> Config:
-        return cls(lab.model, lab.train, lab.p_main, lab.seed)
+        return cls(lab.model, lab.train, lab.p_main, lab.seed, lab.seeds)
 
 
 def trials(cfg: Config, runner: Runner) -> list[TrialSpec]:
-    return [runner.spec(cfg.model, cfg.train, p, cfg.seed) for p in (0.0, cfg.p)]
+    return [runner.spec(cfg.model, cfg.train, p, cfg.seed + s)
+            for s in range(cfg.seeds) for p in (0.0, cfg.p)]
+
+
+def _numbers(t: Trial) -> dict[str, Any]:
+    h, f = t.result["history"], t.result["final"]
+    return {
+        "p": t.spec.p,
+        "epoch": t.result["chosen_epoch"],
+        "stopped_epoch": t.result["stopped_epoch"],
+        "still_improving": t.result["still_improving"],
+        "train_acc": f["train_acc"],
+        "test_acc": f["test_acc"],
+        "train_loss": f["train_loss"],
+        "test_loss": f["test_loss"],
+        "val_loss": f["val_loss"],
+        "gap": f["train_acc"] - f["test_acc"],
+        "last_val_loss": h["val_loss"][-1],
+    }
+
+
+def _mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first seed's numbers with every measured value replaced by the mean over seeds."""
+    out = dict(runs[0])
+    for k in ("train_acc", "test_acc", "train_loss", "test_loss", "val_loss", "gap"):
+        out[k] = float(np.mean([r[k] for r in runs]))
+    out["still_improving"] = any(r["still_improving"] for r in runs)
+    return out
 
 
 def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
-    """Curves of both models and the verdict."""
-    base, drop = got
+    """Curves of both models (the first seed's), the means over seeds and the verdict.
+
+    With several seeds the test log-loss difference gets a 95% confidence interval over
+    the seeds (paired: each seed's two models share initial weights and batch order), and
+    dropout must lower it significantly (the interval below 0).
+    """
+    base, drop = got[0], got[1]
     n_test = len(data.y_test)
-    numbers: dict[str, Any] = {}
-    for tag, t in (("no_dropout", base), ("dropout", drop)):
-        h, f = t.result["history"], t.result["final"]
-        numbers[tag] = {
-            "p": t.spec.p,
-            "epoch": t.result["chosen_epoch"],
-            "stopped_epoch": t.result["stopped_epoch"],
-            "still_improving": t.result["still_improving"],
-            "train_acc": f["train_acc"],
-            "test_acc": f["test_acc"],
-            "train_loss": f["train_loss"],
-            "test_loss": f["test_loss"],
-            "val_loss": f["val_loss"],
-            "gap": f["train_acc"] - f["test_acc"],
-            "last_val_loss": h["val_loss"][-1],
-        }
-    b, d = numbers["no_dropout"], numbers["dropout"]
-    se = binom_se(b["test_acc"], n_test)
-    rises = b["last_val_loss"] > b["val_loss"]  # went on past its minimum, and climbed
+    pairs = [(_numbers(got[2 * s]), _numbers(got[2 * s + 1])) for s in range(cfg.seeds)]
+    b, d = _mean([x for x, _ in pairs]), _mean([y for _, y in pairs])
+    numbers = {"no_dropout": b, "dropout": d}
+    se = binom_se(b["test_acc"], n_test * cfg.seeds)
+    rises = all(x["last_val_loss"] > x["val_loss"] for x, _ in pairs)  # climbed after its min
     overfits = b["gap"] > 3 * se and rises
-    prevented = d["gap"] < b["gap"] and d["test_loss"] < b["test_loss"]
+    diffs = [y["test_loss"] - x["test_loss"] for x, y in pairs]
+    ci = ci95(diffs)
+    prevented = d["gap"] < b["gap"] and d["test_loss"] < b["test_loss"] and (
+        ci is None or ci[1] < 0)
     holds = bool(overfits and prevented)
     text = (
         f"p=0 at its best validation epoch {b['epoch']}: train/test accuracy "
@@ -88,6 +110,8 @@ def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
         f"{d['test_loss']:.3f}; test error {1 - b['test_acc']:.4f} vs {1 - d['test_acc']:.4f}"
         + (" (the dropout model was still improving when the budget ran out)"
            if d["still_improving"] else "")
+        + (f"; means over {cfg.seeds} seeds, test log-loss difference {np.mean(diffs):+.3f} "
+           f"(95% CI {ci[0]:+.3f} to {ci[1]:+.3f})" if ci is not None else "")
     )
     return {
         "holds": holds,
@@ -96,6 +120,9 @@ def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
         "overfits_without_dropout": bool(overfits),
         "dropout_prevents": bool(prevented),
         "test_acc_se": se,
+        "seeds": cfg.seeds,
+        "test_loss_diff_ci95": None if ci is None else list(ci),
+        "per_seed": [{"no_dropout": x, "dropout": y} for x, y in pairs],
         **numbers,
         "curves": {"no_dropout": base.result["history"], "dropout": drop.result["history"]},
     }
