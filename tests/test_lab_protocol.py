@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
 from pathlib import Path
 
 import numpy as np
@@ -187,25 +186,3 @@ def test_the_cli_names_the_bad_protocol_flag(
     rc = main(["lab", "overfitting", "--out", str(tmp_path / "o"), "--quiet", *args])
     assert rc != 0 and flag in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # refused before anything is written
-
-
-class _FakeRunner:
-    """Serves lr-search trials with given validation losses (no training)."""
-
-    def __init__(self, losses: dict[float, float], se: float) -> None:
-        self.losses, self.se = losses, se
-        self.dataset = _dataset()
-
-    def spec(self, model: object, train: TrainConfig, p: float, seed: int) -> TrainConfig:
-        return train
-
-    def run(self, name: str, specs: list[TrainConfig], label: str = "") -> list[object]:
-        return [types.SimpleNamespace(result={"history": {"val_loss": [self.losses[t.lr]]},
-                                              "val_loss_se": self.se}) for t in specs]
-
-
-@pytest.mark.parametrize(("se", "chosen"), [(0.01, 0.003), (0.001, 0.001)])
-def test_a_tie_within_one_standard_error_goes_to_the_larger_rate(se: float, chosen: float) -> None:
-    cfg = resolve_config({"lr_grid": [0.003, 0.001, 0.0003]})
-    runner = _FakeRunner({0.003: 0.505, 0.001: 0.500, 0.0003: 0.520}, se)
-    assert protocol.choose_lr(cfg, runner)[1]["lr"] == chosen  # type: ignore[arg-type]

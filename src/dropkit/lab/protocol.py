@@ -4,9 +4,7 @@ With ``lr`` unset (``None``, the default) the learning rate is chosen per (data,
 for every rate of ``lr_grid``, the model without dropout and the one with ``p_main``
 train for ``lr_epochs`` epochs (no early stopping), and the rate with the lowest mean
 validation log-loss over the two (each at its best epoch) is used by every trial of the
-run; rates within one standard error (over validation examples) of the lowest score count
-as a tie, broken towards the largest rate, which reaches its best epoch soonest under the
-epoch cap. A run that learned nothing (a diverged or NaN loss, or never below chance, the
+run. A run that learned nothing (a diverged or NaN loss, or never below chance, the
 ``log C`` of a uniform guess over C classes) scores infinity. The test set plays no part.
 The search's trials are stored like any other, so a rerun resumes them.
 """
@@ -51,14 +49,9 @@ def choose_lr(cfg: LabConfig, runner: Runner) -> tuple[LabConfig, dict[str, Any]
     for i, lr in enumerate(cfg.lr_grid):
         chance = math.log(runner.dataset.n_classes)
         scores = [_score(t.result["history"], chance) for t in trials[2 * i : 2 * i + 2]]
-        se = sum(t.result["val_loss_se"] for t in trials[2 * i : 2 * i + 2]) / 2
         rows.append({"lr": lr, "val_loss_p0": scores[0], "val_loss_p": scores[1],
-                     "score": sum(scores) / 2, "score_se": se})
-    lowest = min(rows, key=lambda r: r["score"])
-    # Rates within one standard error of the lowest score are a tie: the largest of them
-    # wins, since it reaches its best epoch soonest under the epoch cap.
-    tied = [r for r in rows if r["score"] <= lowest["score"] + lowest["score_se"]]
-    best = max(tied, key=lambda r: r["lr"])
+                     "score": sum(scores) / 2})
+    best = min(rows, key=lambda r: r["score"])
     if not math.isfinite(best["score"]):
         raise RuntimeError(
             f"no learning rate of --lr-grid {list(cfg.lr_grid)} learned anything on this data "
