@@ -186,3 +186,13 @@ def test_the_cli_names_the_bad_protocol_flag(
     rc = main(["lab", "overfitting", "--out", str(tmp_path / "o"), "--quiet", *args])
     assert rc != 0 and flag in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # refused before anything is written
+
+
+def test_the_projected_gain_of_a_slowing_curve_and_its_straight_line_bound() -> None:
+    from dropkit.lab.train import projected_gain
+
+    halving = [1.0, 0.8, 0.7, 0.65]  # falls 0.2, 0.1, 0.05: 0.05 left in a geometric tail
+    assert projected_gain(halving, cap=4, patience=1) == pytest.approx(0.05)
+    steady = [1.0, 0.9, 0.8, 0.7]  # not slowing: the line, 0.1 per epoch for 4 epochs
+    assert projected_gain(steady, cap=4, patience=1) == pytest.approx(0.4)
+    assert projected_gain(halving, cap=1, patience=1) == pytest.approx(0.05)  # line is lower

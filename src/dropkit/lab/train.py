@@ -31,6 +31,7 @@ __all__ = [
     "evaluate",
     "load_state",
     "predict_proba",
+    "projected_gain",
     "run_trial",
     "save_state",
     "split_validation",
@@ -288,7 +289,14 @@ def _still_improving(
     """Whether the cap stopped a run whose validation log-loss was still falling: by more
     than its standard error (over validation examples) across the last ``patience`` epochs.
 
-    Also ``recent_gain`` (that fall; 0 when stopped early) and ``val_loss_se``.
+    Also ``recent_gain`` (that fall; 0 when stopped early), ``val_loss_se`` and
+    ``projected_gain``: how much further the best validation loss would fall if training
+    went on. The best-so-far curve's fall over the last window of ``patience`` epochs
+    (``g2``) against the window before (``g1``) gives its rate of slowing ``r = g2 / g1``;
+    a curve slowing geometrically has ``g2 r / (1 - r)`` left. Where it is not slowing
+    (``r >= 1``, or too few epochs to tell) the projection is the straight line at its
+    recent pace for as long again as the whole cap, which bounds any slowing curve; the
+    projection is never more than that line.
     """
     cap, patience = spec.train.epochs, spec.train.patience
     losses = hist["val_loss"]
@@ -296,9 +304,30 @@ def _still_improving(
     per_example = -probs.log().gather(1, yv[:, None]).squeeze(1).double()
     se = float(per_example.std() / math.sqrt(len(yv))) if len(yv) > 1 else 0.0
     if patience == 0 or len(losses) < cap or not all(map(math.isfinite, losses)):
-        return {"still_improving": False, "recent_gain": 0.0, "val_loss_se": se}
+        return {"still_improving": False, "recent_gain": 0.0, "projected_gain": 0.0,
+                "val_loss_se": se}
     gain = losses[max(0, len(losses) - 1 - patience)] - min(losses)
-    return {"still_improving": bool(gain > se), "recent_gain": gain, "val_loss_se": se}
+    return {"still_improving": bool(gain > se), "recent_gain": gain,
+            "projected_gain": projected_gain(losses, cap, patience), "val_loss_se": se}
+
+
+def projected_gain(losses: list[float], cap: int, patience: int) -> float:
+    """How much further the best of ``losses`` would fall (see :func:`_still_improving`).
+
+    Example:
+        >>> round(projected_gain([1.0, 0.8, 0.7, 0.65, 0.625], cap=5, patience=1), 4)
+        0.025
+    """
+    n = len(losses)
+    best = list(itertools.accumulate(losses, min))  # the best-so-far curve
+    g2 = best[max(0, n - 1 - patience)] - best[-1]
+    line = (losses[max(0, n - 1 - patience)] - best[-1]) * cap / patience
+    if n > 2 * patience:
+        g1 = best[n - 1 - 2 * patience] - best[n - 1 - patience]
+        if g1 > 0 and g2 < g1:
+            r = g2 / g1
+            return min(line, g2 * r / (1 - r))
+    return line
 
 
 def _hidden_weights(model: nn.Sequential) -> list[torch.Tensor]:

@@ -13,8 +13,8 @@ models' losses on the same examples; the log-loss, a proper score, separates mod
 minimum by more than its standard error: training longer made it worse, which early
 stopping cut short) and the high end underfits (a higher train error than the best p's at
 their chosen epochs). A high end whose training budget ran out while its validation loss
-was still falling fast enough to reach the best p is not read as underfitting: the
-verdict says so instead.
+was still falling fast enough to reach the best p (projected from how its best-so-far
+validation curve slows) is not read as underfitting: the verdict says so instead.
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
             "chosen_epochs": [t.result["chosen_epoch"] for t in ts],
             "still_improving": any(t.result["still_improving"] for t in ts),
             "recent_gain": max(t.result["recent_gain"] for t in ts),
+            "projected_gain": max(t.result.get("projected_gain", math.inf) for t in ts),
             "val_rise": max(t.result["history"]["val_loss"][-1] - t.result["final"]["val_loss"]
                             - t.result["val_loss_se"] for t in ts),
             "test_err": err["mean"],
@@ -111,11 +112,11 @@ def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
                 and r["loss_vs_best"] > 2 * r["loss_vs_best_se"])
 
     overfit_side = worse(lo) and lo["val_rise"] > 0
-    # A high end still improving at the cap is read as underfitting only if, going on at
-    # its recent pace (a falling curve slows, so this overstates it) for as long again as
-    # the whole budget, it would still not reach the best p's validation loss.
-    reach = hi["recent_gain"] * cfg.train.epochs / max(cfg.train.patience, 1)
-    closes = hi["still_improving"] and reach >= hi["val_loss"] - best["val_loss"]
+    # A high end still improving at the cap is read as underfitting only if the fall its
+    # validation loss has left (train.py, projected from how its curve slows; at most its
+    # recent pace kept up for as long again as the whole budget) would not reach the best
+    # p's validation loss.
+    closes = hi["still_improving"] and hi["projected_gain"] >= hi["val_loss"] - best["val_loss"]
     underfit_side = worse(hi) and hi["train_err"] > best["train_err"] and not closes
     for r in rows:
         r["side"] = ("best" if r is best else "overfitting" if r["p"] < best["p"]
