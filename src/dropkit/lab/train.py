@@ -206,8 +206,8 @@ def run_trial(
     _, val_idx = split_validation(len(src.y_train), spec.train.val_fraction)
     xv, yv = torch.from_numpy(src.x_train[val_idx]), torch.from_numpy(src.y_train[val_idx])
     xt, yt = torch.from_numpy(data.x_test), torch.from_numpy(data.y_test)
-    score = np.random.default_rng(_VAL_SEED + 1).permutation(len(y))[:_TRAIN_EVAL]
-    xs, ys = x[np.sort(score)], y[np.sort(score)]
+    score = np.sort(np.random.default_rng(_VAL_SEED + 1).permutation(len(y))[:_TRAIN_EVAL])
+    xs, ys = x[score], y[score]  # the training examples scored each epoch
     torch.manual_seed(spec.seed)
     model = build_mlp(data.n_features, data.n_classes, spec.model, spec.p)
     init = [w.detach().clone() for w in _hidden_weights(model)]
