@@ -46,8 +46,8 @@ def choose_lr(cfg: LabConfig, runner: Runner) -> tuple[LabConfig, dict[str, Any]
         return cfg, {"searched": False, "lr": cfg.train.lr}
     trials = runner.run(NAME, lr_trials(cfg, runner), label=NAME)
     rows = []
+    chance = math.log(runner.dataset.n_classes)
     for i, lr in enumerate(cfg.lr_grid):
-        chance = math.log(runner.dataset.n_classes)
         scores = [_score(t.result["history"], chance) for t in trials[2 * i : 2 * i + 2]]
         rows.append({"lr": lr, "val_loss_p0": scores[0], "val_loss_p": scores[1],
                      "score": sum(scores) / 2})

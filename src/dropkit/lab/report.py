@@ -16,32 +16,25 @@ from dropkit.lab.experiments import NAMES, REGISTRY
 from dropkit.lab.plots import figure, png_bytes
 from dropkit.lab.store import Store
 
-__all__ = ["build_report", "load_protocol", "load_results"]
+__all__ = ["build_report", "load_results"]
 
 
-def load_results(out: str | Path) -> dict[str, dict[str, Any]]:
-    """Every stored experiment result of ``out``, in report order."""
+def _stored(out: str | Path) -> dict[str, dict[str, Any]]:
+    """Every stored result of ``out`` by name (the experiments' and the protocol's)."""
     path = Path(out) / Store.FILENAME
     if not path.exists():
         raise ValueError(f"{out} holds no lab results ({Store.FILENAME} missing); run dropkit lab")
     store = Store(out)
     try:
-        rows = {name: res for name, _, res in store.experiments()}
+        return {name: res for name, _, res in store.experiments()}
     finally:
         store.close()
+
+
+def load_results(out: str | Path) -> dict[str, dict[str, Any]]:
+    """Every stored experiment result of ``out``, in report order."""
+    rows = _stored(out)
     return {n: rows[n] for n in NAMES if n in rows}
-
-
-def load_protocol(out: str | Path) -> dict[str, Any]:
-    """The run's protocol choices (the learning rate and what it rests on), or {}."""
-    path = Path(out) / Store.FILENAME
-    if not path.exists():
-        return {}
-    store = Store(out)
-    try:
-        return store.get_experiment("protocol") or {}
-    finally:
-        store.close()
 
 
 def _lr_text(choice: dict[str, Any]) -> str:
@@ -55,7 +48,7 @@ def _lr_text(choice: dict[str, Any]) -> str:
             f"per rate: {rows})")
 
 
-def _config_text(out: Path) -> tuple[dict[str, Any], str]:
+def _config_text(out: Path, protocol: dict[str, Any]) -> tuple[dict[str, Any], str]:
     path = out / "config.json"
     cfg = json.loads(path.read_text()) if path.exists() else {}
     if not cfg:
@@ -74,7 +67,7 @@ def _config_text(out: Path) -> tuple[dict[str, Any], str]:
     text = (
         f"data **{cfg['data']}**, mode **{cfg['mode']}**, recipe {cfg.get('recipe', 'default')};"
         f" MLP hidden {m['hidden']} (ReLU), input dropout {m['input_p']}, {m['scaling']} "
-        f"scaling; {opt}, {_lr_text(load_protocol(out).get('lr', {}))}, batch "
+        f"scaling; {opt}, {_lr_text(protocol.get('lr', {}))}, batch "
         f"{t['batch_size']}, weight decay {t['weight_decay']}"
         + "".join(f", {e}" for e in extras)
         + f"; a validation split of {t.get('val_fraction', 0):.0%} of the training set "
@@ -150,8 +143,9 @@ def build_report(out: str | Path) -> Path:
     behind it, its figure (embedded: the HTML is self-contained) and the technical summary.
     """
     out = Path(out)
-    results = load_results(out)
-    _, cfg_text = _config_text(out)
+    stored = _stored(out)  # one read of the store: the experiments and the protocol
+    results = {n: stored[n] for n in NAMES if n in stored}
+    _, cfg_text = _config_text(out, stored.get("protocol", {}))
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
     md = ["# dropkit lab report", "", _OPENING, "", _HOW_TO_READ, "", "## Verdicts", "",

@@ -89,9 +89,14 @@ def predict_proba(model: nn.Module, x: torch.Tensor, train_mode: bool = False) -
     return out.softmax(-1)
 
 
+def _example_losses(probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``-log p(true class)`` per example ``[N]`` (probabilities clamped at 1e-12)."""
+    return -probs.clamp_min(1e-12).log().gather(1, y[:, None]).squeeze(1)
+
+
 def evaluate(probs: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     """(log-loss, accuracy) of probabilities ``[N, C]`` against labels ``[N]``."""
-    nll = -probs.clamp_min(1e-12).log().gather(1, y[:, None]).mean()
+    nll = _example_losses(probs, y).mean()
     acc = (probs.argmax(1) == y).double().mean()
     return float(nll), float(acc)
 
@@ -300,8 +305,7 @@ def _still_improving(
     """
     cap, patience = spec.train.epochs, spec.train.patience
     losses = hist["val_loss"]
-    probs = predict_proba(model, xv).clamp_min(1e-12)
-    per_example = -probs.log().gather(1, yv[:, None]).squeeze(1).double()
+    per_example = _example_losses(predict_proba(model, xv), yv).double()
     se = float(per_example.std() / math.sqrt(len(yv))) if len(yv) > 1 else 0.0
     if patience == 0 or len(losses) < cap or not all(map(math.isfinite, losses)):
         return {"still_improving": False, "recent_gain": 0.0, "projected_gain": 0.0,

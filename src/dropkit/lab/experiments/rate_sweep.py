@@ -89,7 +89,7 @@ def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
             "chosen_epochs": [t.result["chosen_epoch"] for t in ts],
             "still_improving": any(t.result["still_improving"] for t in ts),
             "recent_gain": max(t.result["recent_gain"] for t in ts),
-            "projected_gain": max(t.result.get("projected_gain", math.inf) for t in ts),
+            "projected_gain": max(t.result["projected_gain"] for t in ts),
             "val_rise": max(t.result["history"]["val_loss"][-1] - t.result["final"]["val_loss"]
                             - t.result["val_loss_se"] for t in ts),
             "test_err": err["mean"],
