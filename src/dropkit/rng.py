@@ -27,7 +27,13 @@ import torch
 
 __all__ = [
     "COS_COEFFS",
+    "EXP_COEFFS",
+    "EXP_MAX",
+    "EXP_MIN",
+    "INV_LN2",
     "LN2",
+    "LN2_HI",
+    "LN2_LO",
     "LOG_COEFFS",
     "MASK32",
     "PHILOX_KEY_A",
@@ -40,11 +46,13 @@ __all__ = [
     "SQRT_HALF",
     "bits_at",
     "derive_keys",
+    "exp_clamped",
     "horner",
     "keep_bits",
     "log_unit",
     "philox4x32",
     "random_bits",
+    "relaxed_keep",
     "row_bits",
     "seed_key",
     "sincos_2pi",
@@ -302,6 +310,62 @@ def sqrt_pos(y: torch.Tensor) -> torch.Tensor:
         s = (s + m / s) * 0.5
     scale = ((half.to(torch.int64) + 1023) << 52).view(torch.float64)  # 2^k, exactly
     return s * scale
+
+
+# exp y = 2^k e^r, k = floor(y / ln 2 + 1/2), r = y - k ln 2 in two pieces (Cody & Waite:
+# k * LN2_HI is exact, LN2_HI having 32 significant bits), e^r by its Taylor series to r^13
+# (|r| <= 0.35: the truncation is below 1e-17) and 2^k from its bits. The argument is
+# clamped to [EXP_MIN, EXP_MAX] first, so 2^k and the result are normal floats.
+INV_LN2 = 1.4426950408889634  # 1 / ln 2, rounded
+LN2_HI = 6.93147180369123816490e-01  # ln 2, its first 32 bits (fdlibm's ln2_hi)
+LN2_LO = 1.90821492927058770002e-10  # ln 2 - LN2_HI, rounded (fdlibm's ln2_lo)
+EXP_MIN, EXP_MAX = -708.0, 709.0
+EXP_COEFFS = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))  # 1/13! .. 1/0!
+
+
+def exp_clamped(y: torch.Tensor) -> torch.Tensor:
+    """``exp(clamp(y, EXP_MIN, EXP_MAX))`` for float64 ``y``, in the spec's exact arithmetic.
+
+    ``k = floor(y / ln 2 + 1/2)``, ``r = (y - k LN2_HI) - k LN2_LO``, then ``P(r) 2^k`` with
+    ``P`` the Taylor polynomial of ``e^r`` to degree 13 by Horner and ``2^k`` built from its
+    bits (the multiply is exact). Within a few ulp of ``math.exp``.
+
+    Example:
+        >>> import math, torch
+        >>> y = exp_clamped(torch.tensor([-3.7, 0.5], dtype=torch.float64))
+        >>> [abs(float(a) / math.exp(b) - 1) < 1e-15 for a, b in zip(y, (-3.7, 0.5))]
+        [True, True]
+    """
+    y = torch.clamp(y, EXP_MIN, EXP_MAX)
+    k = torch.floor(y * INV_LN2 + 0.5)
+    r = (y - k * LN2_HI) - k * LN2_LO
+    scale = ((k.to(torch.int64) + 1023) << 52).view(torch.float64)  # 2^k, exactly
+    return horner(EXP_COEFFS, r) * scale
+
+
+def relaxed_keep(
+    logistic: torch.Tensor, logit: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Concrete dropout's multiplier ``w`` and its derivative ``dw / d logit`` (float64).
+
+    With ``l`` the logistic noise, ``z = (logit + l) / t`` and ``e = exp(-z)``
+    (:func:`exp_clamped`): the relaxed drop ``d = 1 / (1 + e)``, the keep rate
+    ``q = 1 / (1 + exp(logit))`` (``1 - p``), ``w = (e / (1 + e)) / q`` (that is
+    ``(1 - d) / q``) and ``dw = w ((1 - q) - d / t)``, each step one IEEE operation in this
+    order. ``logit`` is a float64 tensor broadcastable against ``logistic``.
+
+    Example:
+        >>> import torch
+        >>> w, dw = relaxed_keep(torch.tensor([-50.0, 50.0], dtype=torch.float64),
+        ...                      torch.tensor(0.0, dtype=torch.float64), 0.1)
+        >>> [round(float(v), 6) for v in w]  # kept (scaled by 1/(1-p)), dropped
+        [2.0, 0.0]
+    """
+    e = exp_clamped(-((logit + logistic) / temperature))
+    d = 1.0 / (1.0 + e)
+    q = 1.0 / (1.0 + exp_clamped(logit))
+    w = (e / (1.0 + e)) / q
+    return w, w * ((1.0 - q) - d / temperature)
 
 
 def derive_keys(

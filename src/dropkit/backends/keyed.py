@@ -21,6 +21,7 @@ from dropkit.backends.reference import ReferenceBackend
 
 __all__ = [
     "bits",
+    "concrete",
     "gaussian",
     "keep_mask",
     "logistic",
@@ -162,6 +163,26 @@ def logistic(seed: torch.Tensor, offset: int, numel: int, device: torch.device) 
     backend = resolve(_probe(device))
     rows, row_len = rows_of(seed, numel)
     return _keyed(backend, "logistic_keys")(seed, offset, rows, row_len, device).to(device)
+
+
+def concrete(
+    seed: torch.Tensor,
+    offset: int,
+    numel: int,
+    logit: torch.Tensor,
+    temperature: float,
+    dtype: torch.dtype,
+    grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Concrete dropout's multiplier and its derivative in ``logit`` ``[numel]`` (``dtype``,
+    float32 or float64): :func:`dropkit.rng.relaxed_keep` of the call's logistic noise, in
+    one backend pass where the backend has one (``dw`` None without ``grad``)."""
+    if dtype not in (torch.float32, torch.float64):
+        raise RuntimeError(f"concrete multipliers are float32 or float64, not {dtype}")
+    backend = resolve(_probe(logit.device))
+    rows, row_len = rows_of(seed, numel)
+    method = _keyed(backend, "concrete_keys")
+    return method(seed, offset, rows, row_len, logit, temperature, dtype, grad)
 
 
 def gaussian(

@@ -92,6 +92,8 @@ def _row_keys(seed: torch.Tensor, rows: int) -> tuple[np.ndarray, np.ndarray]:
     """The Philox key halves ``(lo32, hi32)`` of each row, as uint64 arrays ``[rows]``."""
     if seed.dim() == 0:  # one key for every row: two tiny arrays, no tensor round trip
         k0, k1 = rng.seed_key(int(seed))
+        if rows == 1:  # np.array of a tuple: a third of np.full's cost
+            return np.array((k0,), dtype=np.uint64), np.array((k1,), dtype=np.uint64)
         return np.full(rows, k0, dtype=np.uint64), np.full(rows, k1, dtype=np.uint64)
     keys = seed.detach().contiguous().numpy().view(np.uint64)
     return keys & np.uint64(rng.MASK32), keys >> np.uint64(32)
@@ -265,6 +267,28 @@ class NumbaBackend:
         self, seed: torch.Tensor, offset: int, rows: int, row_len: int, device: torch.device
     ) -> torch.Tensor:
         return self._noise_rows("logistic_rows", seed, offset, rows, row_len)
+
+    def concrete_keys(
+        self,
+        seed: torch.Tensor,
+        offset: int,
+        rows: int,
+        row_len: int,
+        logit: torch.Tensor,
+        temperature: float,
+        dtype: torch.dtype,
+        grad: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Concrete dropout's ``(w, dw / d logit)`` in one pass (``numba_noise.concrete_rows``)."""
+        n = rows * row_len
+        kind = np.float32 if dtype == torch.float32 else np.float64
+        w, dw = np.empty(n, kind), np.empty(n if grad else 0, kind)
+        if n:
+            keys0, keys1 = _row_keys(seed, rows)
+            self._noise().concrete_rows(
+                w, dw, row_len, keys0, keys1, np.uint64(offset), float(logit), temperature, grad
+            )
+        return torch.from_numpy(w), (torch.from_numpy(dw) if grad else None)
 
     def _noise_rows(
         self, kernel: str, seed: torch.Tensor, offset: int, rows: int, row_len: int

@@ -75,6 +75,23 @@ class ReferenceBackend:
         u = (self.bits_keys(seed, offset, rows, row_len, device) + 0.5) / _TWO32
         return rng.log_unit(1.0 - u) - rng.log_unit(u)  # 1 - u is exact
 
+    def concrete_keys(
+        self,
+        seed: torch.Tensor,
+        offset: int,
+        rows: int,
+        row_len: int,
+        logit: torch.Tensor,
+        temperature: float,
+        dtype: torch.dtype,
+        grad: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Concrete dropout's ``(w, dw / d logit)`` ``[rows * row_len]`` in ``dtype``: the
+        spec's ``relaxed_keep`` of the logistic noise (``dw`` None without ``grad``)."""
+        noise = self.logistic_keys(seed, offset, rows, row_len, logit.device)
+        w, dw = rng.relaxed_keep(noise, logit.to(torch.float64), temperature)
+        return w.to(dtype), (dw.to(dtype) if grad else None)
+
     def keep_mask_keys(
         self,
         seed: torch.Tensor,

@@ -55,6 +55,7 @@ __all__ = [
     "SampleFn",
     "SeededMultiply",
     "SeededSample",
+    "dispatched",
     "draw_seed",
     "draw_seed_ordered",
     "fresh_seed",
@@ -165,6 +166,12 @@ def _dispatched(x: torch.Tensor | None, device: torch.device | None = None) -> b
     if x is None:
         return device is not None and torch.device(device).type == "meta"
     return type(x) not in _PLAIN or x.is_meta
+
+
+def dispatched(x: torch.Tensor) -> bool:
+    """Whether an eager call on ``x`` must go through a registered op (public
+    :func:`_dispatched`: compiling, tracing, a dispatch mode, a subclass, the meta device)."""
+    return _dispatched(x)
 
 
 def _version(x: torch.Tensor) -> int | None:

@@ -7,8 +7,9 @@ to the reference. Each runs as a pass over a block of scratch arrays, branch-fre
 vectorises it; the block's uniforms come from ``bits_at``.
 
 The row kernels write, per element of each row: a standard normal (Box-Muller on the pair
-of stream indices ``2j, 2j + 1``), a logistic variate ``ln(1 - u) - ln u``, or Gaussian
-dropout's product ``x * (1 + std z)``.
+of stream indices ``2j, 2j + 1``), a logistic variate ``ln(1 - u) - ln u``, Gaussian
+dropout's product ``x * (1 + std z)``, or concrete dropout's multiplier and its derivative
+(``relaxed_keep``, with ``exp_clamped``).
 
 Paper: Box & Muller 1958, "A note on the generation of random normal deviates".
 """
@@ -19,14 +20,29 @@ import numpy as np
 from numba import njit
 
 from dropkit.kernels.numba_dropout import bits_at
-from dropkit.rng import COS_COEFFS, LN2, LOG_COEFFS, PI_4, SIN_COEFFS, SQRT_HALF, SQRT_STEPS
+from dropkit.rng import (
+    COS_COEFFS,
+    EXP_COEFFS,
+    EXP_MAX,
+    EXP_MIN,
+    INV_LN2,
+    LN2,
+    LN2_HI,
+    LN2_LO,
+    LOG_COEFFS,
+    PI_4,
+    SIN_COEFFS,
+    SQRT_HALF,
+    SQRT_STEPS,
+)
 
-__all__ = ["gaussian_rows", "logistic_rows", "normal_rows"]
+__all__ = ["concrete_rows", "gaussian_rows", "logistic_rows", "normal_rows"]
 
 _OPTS = {"cache": True, "fastmath": False, "nogil": True, "error_model": "numpy"}
 _LOG = np.array(LOG_COEFFS, dtype=np.float64)
 _SIN = np.array(SIN_COEFFS, dtype=np.float64)
 _COS = np.array(COS_COEFFS, dtype=np.float64)
+_EXP = np.array(EXP_COEFFS, dtype=np.float64)
 _INV_TWO32 = 1.0 / 4294967296.0  # a power of two: multiplying by it is exact
 _BLOCK = 1024  # values per pass
 _MANT = np.int64(0x000FFFFFFFFFFFFF)
@@ -77,6 +93,27 @@ def _sqrt_block(v: np.ndarray, out: np.ndarray, m: np.ndarray, e: np.ndarray, n:
             s = (s + mi / s) * 0.5
         m[i] = s
         e[i] = (half + 1023) << _S52  # the bits of 2^half
+    for i in range(n):
+        ob[i] = e[i]
+    for i in range(n):
+        out[i] = m[i] * out[i]
+
+
+@njit(**_OPTS)
+def _exp_block(v: np.ndarray, out: np.ndarray, m: np.ndarray, e: np.ndarray, n: int) -> None:
+    """``out = exp_clamped(v)`` over ``n`` values (``m``, ``e``: scratch; ``out`` may be ``v``)."""
+    ob = out.view(np.int64)
+    for i in range(n):
+        y = v[i]
+        y = EXP_MIN if y < EXP_MIN else y  # a NaN stays NaN, as in torch.clamp
+        y = EXP_MAX if y > EXP_MAX else y
+        k = np.floor(y * INV_LN2 + 0.5)
+        r = (y - k * LN2_HI) - k * LN2_LO
+        p = _EXP[0]
+        for c in range(1, _EXP.shape[0]):
+            p = p * r + _EXP[c]
+        m[i] = p
+        e[i] = (np.int64(k) + 1023) << _S52  # the bits of 2^k
     for i in range(n):
         ob[i] = e[i]
     for i in range(n):
@@ -194,3 +231,47 @@ def gaussian_rows(
     for i in range(x.shape[0]):
         w = x.dtype.type(z[i] * std + 1.0)
         out[i] = x[i] * w
+
+
+@njit(**_OPTS)
+def concrete_rows(
+    w_out: np.ndarray,
+    dw_out: np.ndarray,
+    row_len: int,
+    keys0: np.ndarray,
+    keys1: np.ndarray,
+    start: np.uint64,
+    logit: float,
+    temperature: float,
+    grad: bool,
+) -> None:
+    """Concrete dropout's multiplier ``w`` (and, if ``grad``, ``dw / d logit``) per element,
+    as ``dropkit.rng.relaxed_keep`` of the logistic noise of ``logistic_rows``, rounded to
+    the outputs' dtype (float32 or float64; ``dw_out`` unused without ``grad``)."""
+    bits = np.empty(_BLOCK, np.uint32)
+    u = np.empty(_BLOCK, np.float64)
+    v = np.empty(_BLOCK, np.float64)
+    m = np.empty(_BLOCK, np.float64)
+    e = np.empty(_BLOCK, np.int64)
+    v[0] = logit
+    _exp_block(v, v, m, e, 1)
+    q = 1.0 / (1.0 + v[0])  # 1 - p
+    for r in range(keys0.shape[0]):
+        for j0 in range(0, row_len, _BLOCK):
+            n = min(_BLOCK, row_len - j0)
+            bits_at(bits[:n], start + np.uint64(j0), keys0[r], keys1[r])
+            _uniform_block(bits, u, n, 1, 0)
+            for i in range(n):
+                v[i] = 1.0 - u[i]
+            _log_block(v, v, m, e, n)
+            _log_block(u, u, m, e, n)
+            for i in range(n):
+                u[i] = -((logit + (v[i] - u[i])) / temperature)
+            _exp_block(u, u, m, e, n)  # e = exp(-z)
+            lo = r * row_len + j0
+            for i in range(n):
+                w = (u[i] / (1.0 + u[i])) / q
+                w_out[lo + i] = w
+                if grad:
+                    d = 1.0 / (1.0 + u[i])
+                    dw_out[lo + i] = w * ((1.0 - q) - d / temperature)

@@ -1,9 +1,13 @@
 """Concrete dropout: a dropout rate learned through a relaxed (Concrete) Bernoulli mask.
 
-The logistic noise comes from the seeded op ``dropkit::logistic_noise`` (a
-:class:`~dropkit.backends.seeded.SeededSample`: drawn from the keys alone); the relaxed mask
-around it is plain torch math, so gradients reach both the input and ``p_logit``, and
-forward-mode AD and ``torch.func`` work as for any torch expression.
+The relaxed mask is part of the mask spec (:func:`dropkit.rng.relaxed_keep`: logistic noise,
+an exactly specified ``exp``, float64 throughout), so a backend computes the multiplier
+``w`` and its derivative ``dw / d logit`` in one pass from the keys and ``logit(p)``, and
+every backend gives the same bits. ``w + dw * (p_logit - p_logit.detach())`` then hands the
+gradient in ``p_logit`` to torch's autograd: the graph is three torch ops, and forward-mode
+AD and ``torch.func`` work as for any torch expression. Under ``torch.compile`` and tensor
+subclasses the noise comes from the seeded op ``dropkit::logistic_noise`` (a
+:class:`~dropkit.backends.seeded.SeededSample`) and the spec runs in torch ops.
 
 Paper: Gal, Hron & Kendall 2017, "Concrete dropout", NeurIPS; Maddison et al. 2017 and Jang
 et al. 2017 (the Concrete / Gumbel-softmax relaxation).
@@ -16,12 +20,14 @@ import numbers
 from collections.abc import Iterable, Sequence
 
 import torch
+import torch.autograd.forward_ad as _fwad
 from torch import nn
 
-from dropkit import keys
+from dropkit import keys, rng
 from dropkit._checks import check_dtype, check_input, check_p, check_training
+from dropkit.backends import keyed
 from dropkit.backends.base import opmath_dtype
-from dropkit.backends.seeded import SeededSample
+from dropkit.backends.seeded import SeededSample, dispatched
 from dropkit.layers import noise
 from dropkit.layers.base import StochasticModule
 
@@ -79,8 +85,11 @@ def concrete_dropout(
     ``keep(i)``), so the relaxed mask is as reproducible as a dropout mask. This is the
     paper's formula with ``u -> 1 - u`` (the same distribution), chosen so that as
     ``t -> 0`` the element is dropped iff ``u_i < p``: dropout's own mask for the same
-    seed. Gradients flow to ``input`` and ``p_logit`` through plain autograd. Evaluation is
-    the identity. See :class:`ConcreteDropout`.
+    seed. The relaxation is the mask spec's, in float64 with its exactly specified ``exp``
+    (docs/mask-spec.md, "Noise"; :func:`dropkit.rng.relaxed_keep`), and the multiplier is
+    rounded once to the opmath dtype, so every backend gives the same bits. Gradients flow
+    to ``input`` and ``p_logit`` through torch's autograd (forward AD and ``torch.func``
+    too). Evaluation is the identity. See :class:`ConcreteDropout`.
 
     Args:
         input: a floating-point tensor of any shape.
@@ -111,11 +120,45 @@ def concrete_dropout(
     dtype = opmath_dtype(input.dtype)
     shape = list(input.shape)
     key = keys.resolve(seed, generator, shape, name="concrete_dropout", kind="logistic")
-    logistic = LOGISTIC_NOISE.apply(shape, key.seed, key.offset, [], [], dtype, input.device)
-    logit = p_logit.reshape(()).to(dtype)
-    drop = torch.sigmoid((logit + logistic) / t)
-    keep_prob = torch.sigmoid(-logit)  # 1 - p
-    return (input.to(dtype) * ((1.0 - drop) / keep_prob)).to(input.dtype)
+    return (input.to(dtype) * _multiplier(input, p_logit, key, t, dtype)).to(input.dtype)
+
+
+def _multiplier(
+    input: torch.Tensor,
+    p_logit: torch.Tensor,
+    key: keys.Keys,
+    temperature: float,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """The relaxed mask's multiplier ``w`` (``dtype``, ``input``'s shape), differentiable in
+    ``p_logit`` with the derivative ``dw`` of the spec.
+
+    Eager: one backend pass gives ``w`` and ``dw`` (:func:`dropkit.backends.keyed.concrete`).
+    Anything that must see the op (torch.compile, tensor subclasses, torch.func): the
+    logistic noise through the registered op, then the same spec in torch ops, the same
+    bits. ``w + dw * (p_logit - p_logit.detach())`` is exactly ``w``, with the gradient and
+    tangent ``dw`` in ``p_logit``.
+    """
+    shape = list(input.shape)
+    logit = p_logit.detach().reshape(())
+    transformed = torch._C._are_functorch_transforms_active()
+    grad = (p_logit.requires_grad and torch.is_grad_enabled()) or transformed or (
+        _fwad._current_level >= 0
+    )
+    if dispatched(input) or transformed:
+        noise = LOGISTIC_NOISE.apply(shape, key.seed, key.offset, [], [], torch.float64,
+                                     input.device)
+        w64, dw64 = rng.relaxed_keep(noise, logit.to(torch.float64), temperature)
+        w, dw = w64.to(dtype), dw64.to(dtype)
+    else:
+        w, dw = keyed.concrete(key.seed, key.offset, input.numel(), logit, temperature, dtype,
+                               grad)
+        w = w.view(shape)
+    if not grad or dw is None:
+        return w
+    lg = p_logit if p_logit.dim() == 0 else p_logit.reshape(())
+    delta = lg.to(dtype) - logit.to(dtype)  # 0, carrying p_logit's gradient
+    return torch.addcmul(w, dw.view(shape), delta)
 
 
 def concrete_dropout_regularizer(
