@@ -21,8 +21,11 @@ and the garbage collector is off while a mode is timed.
 Reading the table: ``us`` is the median per-call time in microseconds; ``/F.dropout`` is
 that time over the F.dropout line's median from the same interleaved loop (1.00 is
 torch's cost; the issue's target is <= 1.50 for each dropkit variant). Rows with a torch
-twin (``F.linear``, ``F.embedding``, ``torch.nn.Dropout``) also give the ratio to that
-twin. Absolute times vary with the machine and its load; compare ratios, within a run.
+twin (``torch.nn.Dropout``, and the two below) also give the ratio to that twin. DropConnect and embedding dropout are a masked weight plus a matmul or a lookup: their
+twins are torch's composition of the same operation (``F.linear(x, F.dropout(W, p), b)``;
+AWD-LSTM's row-masked table into ``F.embedding``), to which the 1.5x is applied too; the
+plain ``F.linear`` / ``F.embedding`` rows show what the matmul and lookup cost alone.
+Absolute times vary with the machine and its load; compare ratios, within a run.
 
 Usage: ``python benchmarks/per_call.py [--quick] [--threads N] [--calls C] [--repeats R]``.
 """
@@ -48,6 +51,16 @@ P = 0.5
 N = 1024
 TARGET = 1.5
 REF = "torch F.dropout(x, 0.5, True)"
+# The same operation written with torch's own ops: DropConnect as a dropped weight into
+# F.linear, embedding dropout as AWD-LSTM's row mask on the table (Merity et al. 2018).
+LINEAR_TWIN = "torch F.linear(x, F.dropout(W, 0.5), b)"
+EMBEDDING_TWIN = "torch F.embedding(ids, W * row mask)"
+
+
+def _torch_embedding_dropout(ids: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """AWD-LSTM's ``embedded_dropout``: drop whole rows of the table, rescale, look up."""
+    mask = w.new_empty((w.size(0), 1)).bernoulli_(0.9) / 0.9
+    return F.embedding(ids, w * mask)
 
 
 @dataclass
@@ -155,10 +168,16 @@ def cases() -> list[Case]:
         Case("DF.concrete_dropout(x, p_logit=0.)", "(1024,)", _concrete),
         Case("torch F.linear", "x (4, 32), W (32, 32), b", _linear(F.linear), dropkit=False),
         Case(
+            LINEAR_TWIN,
+            "x (4, 32), W (32, 32), b",
+            _linear(lambda x, w, b: F.linear(x, F.dropout(w, P, True), b)),
+            dropkit=False,
+        ),
+        Case(
             "DF.drop_connect(x, W, b, 0.5)",
             "x (4, 32), W (32, 32), b",
             _linear(lambda x, w, b: DF.drop_connect(x, w, b, P)),
-            twin="torch F.linear",
+            twin=LINEAR_TWIN,
         ),
         Case(
             "torch F.embedding",
@@ -167,10 +186,16 @@ def cases() -> list[Case]:
             dropkit=False,
         ),
         Case(
+            EMBEDDING_TWIN,
+            "ids (4, 8), W (128, 8)",
+            _embedding(_torch_embedding_dropout),
+            dropkit=False,
+        ),
+        Case(
             "DF.embedding_dropout(ids, W, 0.1)",
             "ids (4, 8), W (128, 8)",
             _embedding(lambda ids, w: DF.embedding_dropout(ids, w, 0.1)),
-            twin="torch F.embedding",
+            twin=EMBEDDING_TWIN,
         ),
         Case(
             "DF.locked_dropout",
@@ -300,6 +325,11 @@ def summary(all_cases: list[Case], meds: dict[str, dict[str, float]]) -> list[st
         if failed:
             line += f"; {failed} raised"
         lines.append(line)
+        twins = [c for c in timed if c.twin in (LINEAR_TWIN, EMBEDDING_TWIN) and c.twin in med]
+        if twins:
+            lines.append(f"- {mode}, against torch's own composition of the same operation: " +
+                         ", ".join(f"{c.name} {med[c.name] / med[c.twin]:.2f}x" for c in twins))
+    return lines
     return lines
 
 
