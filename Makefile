@@ -34,6 +34,7 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/kernels.py
 	$(PY) benchmarks/per_call.py
 	$(PY) benchmarks/sample_keys.py
+	$(PY) benchmarks/backward_policy.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -21,8 +21,9 @@ and the garbage collector is off while a mode is timed.
 Reading the table: ``us`` is the median per-call time in microseconds; ``/F.dropout`` is
 that time over the F.dropout line's median from the same interleaved loop (1.00 is
 torch's cost; the issue's target is <= 1.50 for each dropkit variant). Rows with a torch
-twin (``torch.nn.Dropout``, and the two below) also give the ratio to that twin. DropConnect and embedding dropout are a masked weight plus a matmul or a lookup: their
-twins are torch's composition of the same operation (``F.linear(x, F.dropout(W, p), b)``;
+twin (``torch.nn.Dropout``, and the two below) also give the ratio to that twin.
+DropConnect and embedding dropout are a masked weight plus a matmul or a lookup: their twins
+are torch's composition of the same operation (``F.linear(x, F.dropout(W, p), b)``;
 AWD-LSTM's row-masked table into ``F.embedding``), to which the 1.5x is applied too; the
 plain ``F.linear`` / ``F.embedding`` rows show what the matmul and lookup cost alone.
 Absolute times vary with the machine and its load; compare ratios, within a run.

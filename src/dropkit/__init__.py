@@ -10,6 +10,7 @@ from dropkit import errors, functional, keys, layers, mc, modes, nn, schedules
 from dropkit.backends import available_backends, get_backend, set_backend, use_backend
 from dropkit.errors import DistributedSeedWarning, DtypeError, SampleKeyError
 from dropkit.mask import keep_mask
+from dropkit.memory import LayerBytes, backward_bytes
 from dropkit.modes import active_dropout, convert, guard, mc_mode
 from dropkit.recording import Recording, record, replay
 
@@ -19,12 +20,14 @@ __all__ = [
     "DistributedSeedWarning",
     "DtypeError",
     "IndexedDataset",
+    "LayerBytes",
     "Recording",
     "SampleKeyError",
     "SampleKeys",
     "__version__",
     "active_dropout",
     "available_backends",
+    "backward_bytes",
     "convert",
     "errors",
     "functional",

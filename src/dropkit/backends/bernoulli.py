@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import torch
 
-from dropkit.backends import keyed
+from dropkit.backends import keyed, packed
 from dropkit.backends.seeded import MaskGeometry, SeededMultiply
 
 __all__ = ["MASK_AFFINE", "mask_affine"]
@@ -121,6 +121,7 @@ MASK_AFFINE = SeededMultiply(
         shape_of=lambda x_shape, ints: [int(m) for m in ints[1:]],
         with_shape=lambda ints, shape: (tuple(shape), [int(ints[0]), *shape]),
     ),
+    bits=packed.mask_affine_bits,
 )
 
 
@@ -136,8 +137,10 @@ def mask_affine(
     b_drop: float = 0.0,
     *,
     inplace: bool = False,
+    backward: str = "auto",
 ) -> torch.Tensor:
-    """Apply the masked affine map with the call's keys ``(seed, offset)``.
+    """Apply the masked affine map with the call's keys ``(seed, offset)``; ``backward``
+    is what eager autograd keeps (``dropkit.backends.packed``).
 
     Example:
         >>> import torch
@@ -147,4 +150,4 @@ def mask_affine(
     """
     ints = [thresh, *mask_shape]
     floats = [w_keep, w_drop, b_keep, b_drop]
-    return MASK_AFFINE.apply(x, seed, offset, ints, floats, inplace=inplace)
+    return MASK_AFFINE.apply(x, seed, offset, ints, floats, inplace=inplace, backward=backward)

@@ -117,6 +117,7 @@ class NumbaBackend:
     def __init__(self, kernels: ModuleType) -> None:
         self._k = kernels
         self._noise_kernels: ModuleType | None = None
+        self._packed_kernels: ModuleType | None = None
         # Elements per part below which a parallel launch costs more than it saves.
         self._min_part = 4 * kernels.CHUNK
 
@@ -437,6 +438,60 @@ class NumbaBackend:
             self._k.scale_short_rows(xa, oa, row_len, keys0, keys1, *args)
         else:
             self._k.scale_rows_serial(xa, oa, row_len, keys0, keys1, *args)
+
+    def scale_pack(
+        self,
+        x: torch.Tensor,
+        out: torch.Tensor,
+        packed: torch.Tensor,
+        seed: int,
+        thresh: int,
+        w_keep: float,
+        w_drop: float,
+    ) -> bool:
+        """``scale`` that also packs the keep decisions into ``packed`` (uint8, one bit per
+        element); float32/float64 only (False to decline)."""
+        if x.dtype not in (torch.float32, torch.float64):
+            return False
+        n = x.numel()
+        if n == 0:
+            return True
+        xa = _flat(x)
+        oa, pa = (xa if out is x else _flat(out)), packed.numpy()
+        f = xa.dtype.type
+        args = (*_key(seed, thresh), f(w_keep), f(w_drop))
+        step = self._step(n)
+        if step:
+            self._packed().scale_pack_parallel(xa, oa, pa, step, *args)
+        else:
+            self._packed().scale_pack_serial(xa, oa, pa, _ZERO, *args)
+        return True
+
+    def unpack_scale(
+        self, g: torch.Tensor, out: torch.Tensor, packed: torch.Tensor, w_keep: float,
+        w_drop: float,
+    ) -> bool:
+        """``out = g * (w_keep if bit else w_drop)`` from a packed mask; float32/float64 only."""
+        if g.dtype not in (torch.float32, torch.float64):
+            return False
+        n = g.numel()
+        if n == 0:
+            return True
+        ga = _flat(g)
+        oa, pa = _flat(out), packed.numpy()
+        f = ga.dtype.type
+        step = self._step(n)
+        if step:
+            self._packed().unpack_scale_parallel(ga, oa, pa, step, f(w_keep), f(w_drop))
+        else:
+            self._packed().unpack_scale_serial(ga, oa, pa, f(w_keep), f(w_drop))
+        return True
+
+    def _packed(self) -> ModuleType:
+        """The packed-mask kernels, imported on first use."""
+        if self._packed_kernels is None:
+            self._packed_kernels = importlib.import_module("dropkit.kernels.numba_packed")
+        return self._packed_kernels
 
     def _launch(
         self,

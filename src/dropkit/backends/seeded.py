@@ -49,6 +49,7 @@ from dropkit.backends.base import opmath_dtype
 
 __all__ = [
     "KEEP_BYTES",
+    "BitsFn",
     "FusedFn",
     "MaskGeometry",
     "MultiplierFn",
@@ -73,6 +74,8 @@ FusedFn = Callable[
     [torch.Tensor, "torch.Tensor | None", torch.Tensor, int, Sequence[int], Sequence[float], bool],
     "torch.Tensor | None",
 ]
+# (x, op, seed, offset, ints, floats, bias, inplace) -> the output, its node keeping bits.
+BitsFn = Callable[..., torch.Tensor]
 # (shape, seed, offset, ints, floats, device, dtype) -> a tensor of ``shape``.
 SampleFn = Callable[
     [tuple[int, ...], torch.Tensor, int, Sequence[int], Sequence[float], torch.device, torch.dtype],
@@ -333,6 +336,10 @@ class SeededMultiply:
             ``b`` may be None. ``w`` and ``b`` broadcast to ``shape``.
         fused: optional ``(x, out, seed, offset, ints, floats, bias) -> y or None``: the
             same result in one backend pass; None falls back to the multiplier.
+        mask: where the multiplier lives, for sharded inputs (:class:`MaskGeometry`).
+        bits: optional ``(x, op, seed, offset, ints, floats, bias, inplace) -> y``: the eager
+            autograd node that keeps a 1-bit mask (``backward="bits"``); a two-valued
+            multiplier only (``dropkit.backends.packed``).
 
     ``w`` is rounded to the opmath dtype (float32 for half types), the product is one
     multiply in it, ``+ b`` one add, rounded once to ``x.dtype``.
@@ -345,11 +352,13 @@ class SeededMultiply:
         fused: FusedFn | None = None,
         *,
         mask: MaskGeometry | None = None,
+        bits: BitsFn | None = None,
     ) -> None:
         self.name = name
         self._multiplier = multiplier
         self._fused = fused
         self.mask = mask
+        self._bits = bits
         self._sharded = False  # the DTensor rule is registered on first use
         self.op = self._register()
 
@@ -402,10 +411,12 @@ class SeededMultiply:
         bias: bool = True,
         inplace: bool = False,
         lead: int = 0,
+        backward: str = "auto",
     ) -> torch.Tensor:
         """Run the op on ``x``: through the dispatcher when something must see the op
         (compiling, tracing, a tensor subclass or fake tensor, a dispatch mode, the meta
-        device), else the eager path."""
+        device), else the eager path. ``backward`` is what eager autograd keeps
+        (``dropkit.backends.packed``): ``"auto"``, ``"seed"`` or ``"bits"``."""
         if _dispatched(x):
             if not self._sharded and type(x).__name__ == "DTensor":
                 from dropkit.backends import sharded  # (imports torch.distributed.tensor)
@@ -422,7 +433,9 @@ class SeededMultiply:
         if torch._C._are_functorch_transforms_active():
             return _EagerFunc.apply(x, self, seed, offset, ints, floats, bias, inplace, lead)
         if (x.requires_grad and torch.is_grad_enabled()) or _fwad._current_level >= 0:
-            if self._keeps(x, ints):
+            if backward == "bits" and self._bits is not None and _fwad._current_level < 0:
+                return self._bits(x, self, seed, offset, ints, floats, bias, inplace)
+            if backward == "auto" and self._keeps(x, ints):
                 return self._kept(x, seed, offset, ints, floats, bias, inplace)
             return _Eager.apply(x, self, seed, offset, ints, floats, bias, inplace, lead)
         return self.compute(x, seed, offset, ints, floats, bias, x if inplace else None, lead)

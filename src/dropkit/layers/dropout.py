@@ -27,6 +27,7 @@ from dropkit._checks import (
     zeros_like_product,
 )
 from dropkit.backends.bernoulli import mask_affine
+from dropkit.backends.packed import check_backward
 from dropkit.layers.base import DropoutBase
 
 __all__ = ["Dropout", "broadcast_mask_shape", "dropout", "scaled_dropout"]
@@ -81,8 +82,10 @@ def scaled_dropout(
     generator: torch.Generator | None,
     mask_shape: list[int] | None,
     name: str,
+    backward: str = "auto",
 ) -> torch.Tensor:
-    """Inverted or classic dropout with a mask of ``mask_shape`` (None: ``input.shape``).
+    """Inverted or classic dropout with a mask of ``mask_shape`` (None: ``input.shape``);
+    ``backward``: what eager autograd keeps (``dropkit.backends.packed``).
 
     The order of every dropkit function: identity paths (returning ``input`` itself, any
     dtype, as torch), ``p == 1`` (``input * 0``, any dtype, as torch), the dtype and
@@ -103,7 +106,8 @@ def scaled_dropout(
     key = keys.resolve(seed, generator, shape, name=name, p=p)
     w_keep = 1.0 / (1.0 - p) if scaling == "inverted" else 1.0
     return mask_affine(
-        input, key.seed, key.offset, rng.threshold(p), shape, w_keep, inplace=inplace
+        input, key.seed, key.offset, rng.threshold(p), shape, w_keep, inplace=inplace,
+        backward=backward,
     )
 
 
@@ -117,6 +121,7 @@ def dropout(
     seed: int | None = None,
     generator: torch.Generator | None = None,
     broadcast_dims: tuple[int, ...] = (),
+    backward: str = "auto",
 ) -> torch.Tensor:
     r"""Zero each element with probability ``p`` during training. See :class:`Dropout`.
 
@@ -138,6 +143,12 @@ def dropout(
             Flax's ``broadcast_dims`` and Keras' ``noise_shape``: the mask has ``input.shape``
             with these dimensions set to 1, drawn with the spec over that smaller shape.
             Default: ``()`` (one decision per element).
+        backward: what eager autograd keeps for backward: ``"seed"`` (the key only, 0
+            bytes per element: backward regenerates the mask), ``"bits"`` (the mask packed
+            one bit per element, 0.125 bytes: backward unpacks it, no Philox) or ``"auto"``
+            (default: a mask of at most 16 KiB as torch's own multiplier, larger ones as
+            ``"seed"``). The same bits either way; forward AD, ``torch.func`` and compiled
+            graphs always regenerate.
 
     Identity paths (inverted evaluation, ``p == 0``, empty input) return ``input`` itself,
     whatever its dtype, as torch does; ``p == 1`` returns ``input * 0``.
@@ -162,9 +173,11 @@ def dropout(
     p = check_p(p)
     check_training(training, "dropout")
     check_scaling(scaling)
+    check_backward(backward)
     check_input(input, inplace, "dropout")
     shape = broadcast_mask_shape(input, broadcast_dims, "dropout") if broadcast_dims else None
-    return scaled_dropout(input, p, training, inplace, scaling, seed, generator, shape, "dropout")
+    return scaled_dropout(input, p, training, inplace, scaling, seed, generator, shape, "dropout",
+                          backward)
 
 
 class Dropout(DropoutBase):
@@ -182,6 +195,9 @@ class Dropout(DropoutBase):
         p: probability of an element to be zeroed. Default: 0.5
         inplace: If set to ``True``, will do this operation in-place. Default: ``False``
         scaling: "inverted" (default) or "classic".
+        backward: what autograd keeps for backward, ``"auto"`` (default), ``"seed"`` (0
+            bytes per element) or ``"bits"`` (a 1-bit mask): see
+            :func:`dropkit.functional.dropout`. Keyword only.
 
     Every forward draws a fresh mask key from torch's default generator, so
     ``torch.manual_seed`` reproduces a run; pass ``seed=`` to the functional for a fixed key.
@@ -202,5 +218,19 @@ class Dropout(DropoutBase):
     overfitting", JMLR 15.
     """
 
+    backward: str = "auto"  # (the class default serves modules pickled before it existed)
+
+    def __init__(
+        self, p: float = 0.5, inplace: bool = False, *, scaling: str = "inverted",
+        backward: str = "auto",
+    ) -> None:
+        super().__init__(p, inplace, scaling=scaling)
+        self.backward = check_backward(backward)
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return dropout(input, self.p, self.training, self.inplace, scaling=self.scaling)
+        return dropout(input, self.p, self.training, self.inplace, scaling=self.scaling,
+                       backward=self.backward)
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        return text if self.backward == "auto" else f"{text}, backward={self.backward!r}"
