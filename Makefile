@@ -35,6 +35,7 @@ bench: $(VENV)/.dev
 	$(PY) benchmarks/per_call.py
 	$(PY) benchmarks/sample_keys.py
 	$(PY) benchmarks/backward_policy.py
+	$(PY) benchmarks/step.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache
