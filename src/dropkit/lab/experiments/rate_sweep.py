@@ -9,12 +9,14 @@ over seeds, or, with one seed, over test examples (binomial for the error).
 Verdict: both ends of the grid have a higher test error than the best p and a higher test
 log-loss by more than 2 standard errors of the paired difference (per test example, the
 models' losses on the same examples; the log-loss, a proper score, separates models that
-1000 test labels cannot); the low end overfits (its validation log-loss rose after its
-minimum by more than its standard error: training longer made it worse, which early
-stopping cut short) and the high end underfits (a higher train error than the best p's at
-their chosen epochs). A high end whose training budget ran out while its validation loss
-was still falling fast enough to reach the best p (projected from how its best-so-far
-validation curve slows) is not read as underfitting: the verdict says so instead.
+1000 test labels cannot) and, with several seeds, a 95% t-interval over seeds of that
+log-loss difference (seed s against seed s) above 0; the low end overfits (its validation
+log-loss rose after its minimum by more than its standard error: training longer made it
+worse, which early stopping cut short) and the high end underfits (a higher train error
+than the best p's at their chosen epochs). A high end whose training budget ran out while
+its validation loss was still falling fast enough to reach the best p (projected from how
+its best-so-far validation curve slows) is not read as underfitting: the verdict says so
+instead.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 
 from dropkit.lab.config import LabConfig, ModelConfig, TrainConfig, TrialSpec
 from dropkit.lab.data import Dataset
-from dropkit.lab.experiments._common import binom_se, example_losses, loss_sem, summary
+from dropkit.lab.experiments._common import binom_se, ci95, example_losses, loss_sem, summary
 from dropkit.lab.plots import BLUE, GREY, ORANGE, RED
 from dropkit.lab.runner import Runner, Trial
 
@@ -41,8 +43,9 @@ CLAIM = (
 RULE = (  # the verdict's rule, in plain words
     """The best p is chosen on the validation split. Both ends of the grid must be worse than it
 on the test set (higher error, and a higher log-loss by more than 2 standard errors of the
-paired difference); the low end must overfit (its validation loss rises when trained
-longer) and the high end underfit (a higher training error)."""
+paired difference, and with several seeds a 95% interval over seeds above 0); the low end
+must overfit (its validation loss rises when trained longer) and the high end underfit (a
+higher training error)."""
 )
 
 
@@ -102,14 +105,23 @@ def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
     b = min(range(len(rows)), key=lambda i: (rows[i]["val_err"], rows[i]["val_loss"]))
     best = rows[b]  # chosen on validation
     lo, hi = rows[0], rows[-1]
+    seed_loss = [[t.result["final"]["test_loss"] for t in got[i * cfg.seeds:(i + 1) * cfg.seeds]]
+                 for i in range(len(cfg.ps))]
     for i, r in enumerate(rows):  # the paired difference of test log-loss to the best p
         d = per_example[i] - per_example[b]
         r["loss_vs_best"] = float(d.mean())
         r["loss_vs_best_se"] = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
+        # over seeds (seed s of this p against seed s of the best p): a 95% t-interval
+        ci = ci95([a - c for a, c in zip(seed_loss[i], seed_loss[b], strict=True)])
+        r["loss_vs_best_ci95"] = None if ci is None else [float(ci[0]), float(ci[1])]
 
     def worse(r: dict[str, Any]) -> bool:
+        # with several seeds the interval over seeds must exclude 0 too (seed-to-seed
+        # variation is what the per-example standard error cannot see)
+        ci = r["loss_vs_best_ci95"]
         return (r["test_err"] > best["test_err"]
-                and r["loss_vs_best"] > 2 * r["loss_vs_best_se"])
+                and r["loss_vs_best"] > 2 * r["loss_vs_best_se"]
+                and (ci is None or ci[0] > 0))
 
     overfit_side = worse(lo) and lo["val_rise"] > 0
     # A high end still improving at the cap is read as underfitting only if the fall its
@@ -122,6 +134,11 @@ def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
         r["side"] = ("best" if r is best else "overfitting" if r["p"] < best["p"]
                      else "underfitting")
     epochs = ", ".join(f"p={r['p']}: {r['chosen_epochs']}" for r in rows)
+
+    def over_seeds(r: dict[str, Any]) -> str:
+        ci = r["loss_vs_best_ci95"]
+        return "" if ci is None else f", 95% CI over {cfg.seeds} seeds [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+
     budget = ""
     if closes:
         budget = (f"; p={hi['p']} was still improving when the {cfg.train.epochs}-epoch "
@@ -137,10 +154,12 @@ def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
         f"error {best['test_err']:.3f}±{best['test_err_se']:.3f}, "
         f"log-loss {best['test_loss']:.3f}±{best['test_loss_se']:.3f}); p={lo['p']}: error "
         f"{lo['test_err']:.3f} (train {lo['train_err']:.3f}), log-loss {lo['test_loss']:.3f} "
-        f"({lo['loss_vs_best']:+.3f}±{lo['loss_vs_best_se']:.3f} paired), validation log-loss "
+        f"({lo['loss_vs_best']:+.3f}±{lo['loss_vs_best_se']:.3f} paired{over_seeds(lo)}), "
+        "validation log-loss "
         f"{'rising' if lo['val_rise'] > 0 else 'not rising'} after its best epoch; "
         f"p={hi['p']}: error {hi['test_err']:.3f} (train {hi['train_err']:.3f}), log-loss "
-        f"{hi['test_loss']:.3f} ({hi['loss_vs_best']:+.3f}±{hi['loss_vs_best_se']:.3f} paired)"
+        f"{hi['test_loss']:.3f} ({hi['loss_vs_best']:+.3f}±{hi['loss_vs_best_se']:.3f} paired"
+        f"{over_seeds(hi)})"
         f"; each model at its best validation epoch ({epochs}){budget}"
     )
     return {
@@ -194,8 +213,15 @@ def explain(r: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
             f"cannot even fit it (training error {hi['train_err']:.1%}). "
             + ("Both ends are worse on the test set, as the claim says."
                if r["holds"] else "Not both ends are clearly worse here, so the verdict is no."))
-    table = [("p", "validation error", "test error", "train error", "test log-loss", "epoch")]
-    table += [(str(x["p"]), f"{x['val_err']:.3f}", f"{x['test_err']:.3f}",
-               f"{x['train_err']:.3f}", f"{x['test_loss']:.3f}",
-               ", ".join(map(str, x["chosen_epochs"]))) for x in rows]
+    seeds = any(x.get("loss_vs_best_ci95") for x in rows)  # (results stored before: none)
+    head = ("p", "validation error", "test error", "train error", "test log-loss", "epoch")
+    table = [(*head, "log-loss vs best p, 95% CI over seeds") if seeds else head]
+    for x in rows:
+        cells = (str(x["p"]), f"{x['val_err']:.3f}", f"{x['test_err']:.3f}",
+                 f"{x['train_err']:.3f}", f"{x['test_loss']:.3f}",
+                 ", ".join(map(str, x["chosen_epochs"])))
+        if seeds:
+            ci = x.get("loss_vs_best_ci95")
+            cells = (*cells, "-" if not ci else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]")
+        table.append(cells)
     return text, table

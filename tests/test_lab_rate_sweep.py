@@ -1,0 +1,88 @@
+"""The rate-sweep verdict over several seeds: a 95% t-interval of the paired log-loss gap.
+
+``analyse`` is pure, so these tests hand it synthetic trials: per p and seed, test
+probabilities whose per-example losses are known, and the numbers the verdict reads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dropkit.lab.config import ModelConfig, TrainConfig, TrialSpec
+from dropkit.lab.data import Dataset
+from dropkit.lab.experiments import rate_sweep
+from dropkit.lab.runner import Trial
+from dropkit.lab.store import pack
+
+N_TEST = 400
+PS = (0.0, 0.5, 0.9)
+
+
+def _data() -> Dataset:
+    y = np.arange(N_TEST) % 2
+    x = np.zeros((N_TEST, 2), np.float32)
+    return Dataset("synthetic", x, y, x, y, 2, "0" * 16)
+
+
+def _trial(p: float, seed: int, right: float, train_err: float, val_rise: float) -> Trial:
+    """A trial whose test probability of the right class is ``right`` on every example."""
+    y = _data().y_test
+    probs = np.empty((N_TEST, 2))
+    probs[np.arange(N_TEST), y] = right
+    probs[np.arange(N_TEST), 1 - y] = 1 - right
+    loss = float(-np.log(right))
+    err = 0.1 + (0.5 - right) * 0.1  # a worse probability, a higher error
+    final = {"test_acc": 1 - err, "test_loss": loss, "val_acc": 1 - err, "val_loss": loss,
+             "train_acc": 1 - train_err, "train_loss": train_err}
+    result = {"final": final, "chosen_epoch": 5, "still_improving": False, "recent_gain": 0.0,
+              "projected_gain": 0.0, "history": {"val_loss": [loss + val_rise + 0.01]},
+              "val_loss_se": 0.01}
+    spec = TrialSpec("synthetic", "0" * 16, ModelConfig(hidden=(8,)), TrainConfig(), p, seed)
+    return Trial(spec, result, pack({"test_probs": probs}))
+
+
+def _got(lo_right: list[float]) -> list[Trial]:
+    """Three seeds per p: the best p (0.5) at 0.8, p=0.9 at 0.6, p=0 as given per seed."""
+    got = []
+    for p in PS:
+        for s in range(3):
+            if p == 0.0:
+                got.append(_trial(p, s, lo_right[s], 0.0, 0.2))
+            elif p == 0.5:
+                got.append(_trial(p, s, 0.8, 0.05, 0.0))
+            else:
+                got.append(_trial(p, s, 0.6, 0.3, 0.0))
+    return got
+
+
+def _cfg() -> rate_sweep.Config:
+    return rate_sweep.Config(ModelConfig(hidden=(8,)), TrainConfig(), PS, 3, 0)
+
+
+def test_consistent_seeds_hold_with_an_interval_above_zero() -> None:
+    r = rate_sweep.analyse(_cfg(), _got([0.7, 0.71, 0.69]), _data())
+    assert r["best_p"] == 0.5 and r["holds"]
+    lo_ci = r["rows"][0]["loss_vs_best_ci95"]
+    assert lo_ci is not None and lo_ci[0] > 0
+    assert "95% CI over 3 seeds" in r["summary"]
+
+
+def test_seeds_that_disagree_do_not_hold() -> None:
+    """The seed-mean per-example gap alone passes (2 SE of 400 examples), but one seed of
+    p=0 beats the best p: the interval over seeds covers 0, so the verdict is no."""
+    r = rate_sweep.analyse(_cfg(), _got([0.45, 0.85, 0.45]), _data())
+    lo = r["rows"][0]
+    assert lo["loss_vs_best"] > 2 * lo["loss_vs_best_se"]  # what the old rule looked at
+    assert lo["loss_vs_best_ci95"][0] < 0 < lo["loss_vs_best_ci95"][1]
+    assert not r["overfitting_side_worse"] and not r["holds"]
+
+
+def test_the_report_table_shows_the_interval() -> None:
+    r = rate_sweep.analyse(_cfg(), _got([0.7, 0.71, 0.69]), _data())
+    _, table = rate_sweep.explain(r)
+    assert table[0][-1] == "log-loss vs best p, 95% CI over seeds"
+    assert table[1][-1].startswith("[+")  # p=0 against the best p: above 0
+    single = rate_sweep.Config(ModelConfig(hidden=(8,)), TrainConfig(), PS, 1, 0)
+    got = [t for i, t in enumerate(_got([0.7, 0.7, 0.7])) if i % 3 == 0]
+    _, table = rate_sweep.explain(rate_sweep.analyse(single, got, _data()))
+    assert len(table[0]) == 6  # one seed: no interval column
