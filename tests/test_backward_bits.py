@@ -166,3 +166,18 @@ def test_module_repr_and_pickles() -> None:
     old = dropkit.nn.Dropout(0.3)
     del old.__dict__["backward"]  # as a module pickled before the setting existed
     assert old.backward == "auto" and old(torch.ones(4)).shape == (4,)
+
+
+def test_a_compiled_model_with_bits_matches_eager() -> None:
+    """Compiled graphs regenerate from the keys whatever the policy: the same bits."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 300), dropkit.nn.Dropout(0.4, backward="bits"),
+                              torch.nn.Linear(300, 2)).train()
+    x = torch.randn(5, 6)
+    grads = []
+    for run in (net, torch.compile(net, backend="aot_eager", fullgraph=True)):
+        torch.manual_seed(1)
+        net.zero_grad()
+        run(x).sum().backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
