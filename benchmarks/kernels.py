@@ -6,10 +6,8 @@ dropkit's ``dropout``, eager ``torch.nn.functional.dropout``, ``torch.compile``'
 with ratios to dropkit and the bytes per element each saves for backward (counted by
 ``torch.autograd.graph.saved_tensors_hooks``).
 
-Table 2: one SGD training step of a 3x1024 ReLU MLP (batch 256) with no dropout, with
-``torch.nn.Dropout(0.5)`` and with ``dropkit.nn.Dropout(0.5)`` after each hidden layer;
-overhead in percent of the no-dropout step. Variants run interleaved (round robin) so a
-shared, noisy machine slows them alike.
+The training-step tables (a 3x1024 ReLU MLP, eager and compiled, every backward policy)
+are ``benchmarks/step.py``'s.
 
 Usage: ``python benchmarks/kernels.py [--quick] [--no-compile] [--threads N] [--budget S]``.
 """
@@ -24,10 +22,8 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 import dropkit
-import dropkit.nn as dnn
 from dropkit.functional import dropout as dk_dropout
 
 P = 0.5
@@ -112,45 +108,6 @@ def kernel_table(sizes: list[int], budget_s: float, use_compile: bool) -> list[s
     return rows
 
 
-def _mlp(drop: Callable[[], nn.Module] | None, width: int = 1024) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for _ in range(3):
-        layers += [nn.Linear(width, width), nn.ReLU()]
-        if drop is not None:
-            layers.append(drop())
-    layers.append(nn.Linear(width, 10))
-    return nn.Sequential(*layers)
-
-
-def mlp_table(budget_s: float, batch: int = 256) -> list[str]:
-    """Markdown rows of table 2."""
-    x = torch.randn(batch, 1024)
-    target = torch.randint(0, 10, (batch,))
-    variants = {
-        "no dropout": None,
-        "torch.nn.Dropout(0.5)": lambda: nn.Dropout(P),
-        "dropkit.nn.Dropout(0.5)": lambda: dnn.Dropout(P),
-    }
-    steps = {}
-    for name, drop in variants.items():
-        torch.manual_seed(0)
-        model = _mlp(drop)
-        opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-
-        def step(model: nn.Module = model, opt: torch.optim.Optimizer = opt) -> None:
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), target).backward()
-            opt.step()
-
-        steps[name] = step
-    med = interleaved_medians(steps, budget_s)
-    base = med["no dropout"]
-    rows = ["| variant | step time / no-dropout step | dropout overhead |", "|---|---|---|"]
-    for name, t in med.items():
-        rows.append(f"| {name} | {t / base:.3f} | {(t / base - 1) * 100:+.1f}% |")
-    return rows
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="2^16 and 2^20 only, short runs")
@@ -171,8 +128,6 @@ def main() -> None:
     )
     print("\nTable 1: median time per call (ratio to dropkit; > 1 means dropkit is faster)\n")
     print("\n".join(kernel_table(sizes, budget, not args.no_compile)))
-    print("\nTable 2: one training step, 3x1024 ReLU MLP, batch 256, SGD\n")
-    print("\n".join(mlp_table(budget * 2)))
 
 
 if __name__ == "__main__":

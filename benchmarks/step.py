@@ -92,19 +92,24 @@ def _steps(compiled: bool) -> dict[str, Callable[[], None]]:
     return steps
 
 
+def _interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds of each function, run round robin ``repeats`` times."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def step_table(compiled: bool, repeats: int) -> list[str]:
     """Markdown rows: median step time over the no-dropout step, per variant."""
     steps = _steps(compiled)
     for step in steps.values():
         for _ in range(3):  # compile (when compiled), warm caches
             step()
-    times: dict[str, list[float]] = {k: [] for k in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            t0 = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = _interleaved(steps, repeats)
     base = med["no dropout"]
     rows = ["| variant | step ms | / no-dropout step | dropout overhead |", "|---|---:|---:|---:|"]
     for name, t in med.items():
@@ -121,13 +126,9 @@ _FRESH = {
 
 def fresh_table(processes: int) -> list[str]:
     """Markdown rows: wall time of a fresh process making one call, median of ``processes``."""
-    times: dict[str, list[float]] = {k: [] for k in _FRESH}
-    for _ in range(processes):
-        for name, code in _FRESH.items():
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True)
-            times[name].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    runs = {name: (lambda code=code: subprocess.run([sys.executable, "-c", code], check=True))
+            for name, code in _FRESH.items()}
+    med = _interleaved(runs, processes)
     base = med["torch F.dropout"]
     rows = ["| process | wall s | more than torch's |", "|---|---:|---:|"]
     for name, t in med.items():

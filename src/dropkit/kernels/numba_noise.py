@@ -190,11 +190,35 @@ def normal_rows(
 
 
 @njit(**_OPTS)
+def _logistic_block(
+    bits: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    m: np.ndarray,
+    e: np.ndarray,
+    n: int,
+    start: np.uint64,
+    key0: np.uint64,
+    key1: np.uint64,
+) -> None:
+    """``u[i] = ln(1 - u_i) - ln u_i`` for stream indices ``start .. start + n - 1`` of the
+    key (``bits``, ``v``, ``m``, ``e``: scratch; ``1 - u`` is exact)."""
+    bits_at(bits[:n], start, key0, key1)
+    _uniform_block(bits, u, n, 1, 0)
+    for i in range(n):
+        v[i] = 1.0 - u[i]
+    _log_block(v, v, m, e, n)
+    _log_block(u, u, m, e, n)
+    for i in range(n):
+        u[i] = v[i] - u[i]
+
+
+@njit(**_OPTS)
 def logistic_rows(
     out: np.ndarray, row_len: int, keys0: np.ndarray, keys1: np.ndarray, start: np.uint64
 ) -> None:
     """Logistic variates ``ln(1 - u) - ln u`` ``[rows * row_len]`` (float64), ``u`` the
-    uniform of stream index ``start + j`` of row ``r``'s key (``1 - u`` is exact)."""
+    uniform of stream index ``start + j`` of row ``r``'s key."""
     bits = np.empty(_BLOCK, np.uint32)
     u = np.empty(_BLOCK, np.float64)
     v = np.empty(_BLOCK, np.float64)
@@ -203,15 +227,10 @@ def logistic_rows(
     for r in range(keys0.shape[0]):
         for j0 in range(0, row_len, _BLOCK):
             n = min(_BLOCK, row_len - j0)
-            bits_at(bits[:n], start + np.uint64(j0), keys0[r], keys1[r])
-            _uniform_block(bits, u, n, 1, 0)
-            for i in range(n):
-                v[i] = 1.0 - u[i]
-            _log_block(v, v, m, e, n)
-            _log_block(u, u, m, e, n)
+            _logistic_block(bits, u, v, m, e, n, start + np.uint64(j0), keys0[r], keys1[r])
             lo = r * row_len + j0
             for i in range(n):
-                out[lo + i] = v[i] - u[i]
+                out[lo + i] = u[i]
 
 
 @njit(**_OPTS)
@@ -259,14 +278,9 @@ def concrete_rows(
     for r in range(keys0.shape[0]):
         for j0 in range(0, row_len, _BLOCK):
             n = min(_BLOCK, row_len - j0)
-            bits_at(bits[:n], start + np.uint64(j0), keys0[r], keys1[r])
-            _uniform_block(bits, u, n, 1, 0)
+            _logistic_block(bits, u, v, m, e, n, start + np.uint64(j0), keys0[r], keys1[r])
             for i in range(n):
-                v[i] = 1.0 - u[i]
-            _log_block(v, v, m, e, n)
-            _log_block(u, u, m, e, n)
-            for i in range(n):
-                u[i] = -((logit + (v[i] - u[i])) / temperature)
+                u[i] = -((logit + u[i]) / temperature)
             _exp_block(u, u, m, e, n)  # e = exp(-z)
             lo = r * row_len + j0
             for i in range(n):
