@@ -13,7 +13,11 @@ On a CUDA machine (one run, well under 5 minutes)::
    forward kernel alone too, apart from Python dispatch and allocation.
 3. On CUDA: a compiled model (aot_eager and inductor) against its eager twin, CPU and CUDA
    masks under one ``torch.manual_seed``, and ``opcheck`` of the op on CUDA tensors.
-4. Forward-kernel GB/s for each launch configuration (BLOCK_SIZE x num_warps).
+4. Host time per forward+backward (2**16, 2**20, 2**24; no synchronisation in the loop),
+   torch against dropkit; then one training step of a 3x1024 MLP and of a transformer block,
+   eager and ``torch.compile``d, without dropout, with torch's and with dropkit's (both
+   backward policies): the overhead over the no-dropout step.
+5. Forward-kernel GB/s for each launch configuration (BLOCK_SIZE x num_warps).
 
 Every section runs even when an earlier one fails. Exit status: 0 all checks passed,
 1 a failure, 2 no CUDA device. Without a GPU,
@@ -263,6 +267,131 @@ def timings(warmup: int, repeats: int) -> None:
     )
 
 
+def _block(drop: Callable[[], object] | None, width: int = 512, heads: int = 8) -> object:
+    """A pre-norm transformer block (attention and MLP), dropout after each residual branch
+    (torch is imported here: ``--dry-run`` must set the interpreter first)."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(width), nn.LayerNorm(width)
+            self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+            self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(),
+                                     nn.Linear(4 * width, width))
+            self.drop1 = nn.Identity() if drop is None else drop()
+            self.drop2 = nn.Identity() if drop is None else drop()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, width]
+            b, t, _ = x.shape
+            q, k, v = self.qkv(self.ln1(x)).view(b, t, 3, heads, -1).unbind(2)
+            a = torch.nn.functional.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True
+            ).transpose(1, 2).reshape(b, t, width)
+            x = x + self.drop1(self.proj(a))
+            return x + self.drop2(self.mlp(self.ln2(x)))
+
+    return Block()
+
+
+def _step_models(device: torch.device) -> dict[str, tuple[Callable, Callable, torch.Tensor]]:
+    """(model factory taking a dropout factory, loss, input) per model."""
+    import torch
+    from torch import nn
+
+    def mlp(drop: Callable[[], nn.Module] | None) -> nn.Module:
+        layers: list[nn.Module] = []
+        for _ in range(3):
+            layers += [nn.Linear(1024, 1024), nn.ReLU()]
+            if drop is not None:
+                layers.append(drop())
+        return nn.Sequential(*layers, nn.Linear(1024, 10))
+
+    x_mlp = torch.randn(256, 1024, device=device)
+    x_block = torch.randn(16, 256, 512, device=device)
+    return {
+        "MLP 3x1024, batch 256, p=0.5": (mlp, lambda y: y.square().mean(), x_mlp),
+        "transformer block 512x8, 16x256 tokens, p=0.1": (
+            _block, lambda y: y.square().mean(), x_block),
+    }
+
+
+def step_timings(device: torch.device, warmup: int, repeats: int,
+                 median: Callable[..., float] | None = None) -> list[str]:
+    """Training-step time (eager and compiled) without dropout, with torch's and dropkit's;
+    dropout's overhead over the no-dropout step. ``median(fn, warmup, repeats)`` times one
+    step (default: CUDA events)."""
+    import torch
+    from torch import nn
+
+    import dropkit
+
+    median = median or _median_ms
+    rows = [f"  {'model':<46} {'mode':<9} {'variant':<26} {'ms/step':>8} {'overhead':>9}"]
+    for model_name, (make, loss_fn, x) in _step_models(device).items():
+        p = 0.5 if model_name.startswith("MLP") else 0.1
+        variants: dict[str, Callable[[], nn.Module] | None] = {
+            "no dropout": None,
+            "torch.nn.Dropout": lambda p=p: nn.Dropout(p),
+            'dropkit backward="auto"': lambda p=p: dropkit.nn.Dropout(p),
+            'dropkit backward="bits"': lambda p=p: dropkit.nn.Dropout(p, backward="bits"),
+        }
+        for mode in ("eager", "compiled"):
+            base = None
+            for name, drop in variants.items():
+                torch.manual_seed(0)
+                model = make(drop).to(device).train()
+                run = torch.compile(model) if mode == "compiled" else model
+                opt = torch.optim.SGD(model.parameters(), lr=1e-4)
+
+                def step(run: Callable = run, opt: torch.optim.Optimizer = opt,
+                         loss_fn: Callable = loss_fn, x: torch.Tensor = x) -> None:
+                    opt.zero_grad(set_to_none=True)
+                    loss_fn(run(x)).backward()
+                    opt.step()
+
+                ms = median(step, warmup, repeats)
+                base = ms if base is None else base
+                rows.append(f"  {model_name:<46} {mode:<9} {name:<26} {ms:>8.3f} "
+                            f"{(ms / base - 1) * 100:>+8.1f}%")
+    return rows
+
+
+def host_timings(warmup: int, repeats: int) -> list[str]:
+    """Host time of one forward+backward (no synchronisation inside the loop) at sizes where
+    the GPU is idle most of the time: what Python and autograd cost per call."""
+    import time
+
+    import torch
+
+    import dropkit
+
+    rows = [f"  {'n':>6} {'torch fwd+bwd us':>17} {'dropkit fwd+bwd us':>19} {'ratio':>6}"]
+    for log2 in (16, 20, 24):
+        x = torch.randn(2**log2, device="cuda", requires_grad=True)
+        g = torch.randn_like(x)
+        fns = {"torch": lambda t: torch.nn.functional.dropout(t, 0.5),
+               "dropkit": lambda t: dropkit.functional.dropout(t, 0.5)}
+        got = {}
+        for name, fn in fns.items():
+            for _ in range(warmup):
+                fn(x).backward(g)
+            torch.cuda.synchronize()
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for _ in range(20):
+                    x.grad = None
+                    fn(x).backward(g)
+                times.append((time.perf_counter() - t0) / 20)
+                torch.cuda.synchronize()
+            got[name] = statistics.median(times) * 1e6
+        rows.append(f"  {'2^' + str(log2):>6} {got['torch']:>17.1f} {got['dropkit']:>19.1f} "
+                    f"{got['dropkit'] / got['torch']:>6.2f}")
+    return rows
+
+
 def tuning(warmup: int, repeats: int) -> None:
     """Forward kernel GB/s for each (BLOCK_SIZE, num_warps), 2**26 elements, to pick defaults."""
     import torch
@@ -441,6 +570,11 @@ def main(argv: list[str] | None = None) -> int:
         _section(check, "compile", lambda: compile_checks(check))
         if not args.skip_timing:
             _section(check, "timings", lambda: timings(args.warmup, args.repeats))
+            print("\nhost time per forward+backward (no sync inside the loop):")
+            _section(check, "host", lambda: print("\n".join(host_timings(args.warmup, 7))))
+            print("\ntraining steps, eager and compiled (CUDA events):")
+            _section(check, "steps", lambda: print("\n".join(
+                step_timings(device, args.warmup, min(args.repeats, 15)))))
             _section(check, "tuning", lambda: tuning(args.warmup, args.repeats))
     if check.failures:
         print(f"\n{len(check.failures)} FAILURE(S): {', '.join(check.failures)}")
