@@ -22,6 +22,7 @@ import torch
 
 from dropkit.backends import keyed, resolve
 from dropkit.backends.base import opmath_dtype
+from dropkit.backends.seeded import _set_version, _version
 
 __all__ = ["POLICIES", "check_backward", "mask_affine_bits", "pack", "unpack"]
 
@@ -68,15 +69,6 @@ def unpack(packed: torch.Tensor, n: int) -> torch.Tensor:
     return bits.reshape(-1)[:n].bool()
 
 
-def _fast(x: torch.Tensor, seed: torch.Tensor, offset: int, mask_shape: list[int],
-          biased: bool) -> bool:
-    """Whether one backend pass can draw, scale and pack (scalar key, per-element mask)."""
-    return (
-        seed.dim() == 0 and offset == 0 and not biased and mask_shape == list(x.shape)
-        and x.is_contiguous() and hasattr(resolve(x), "scale_pack")
-    )
-
-
 def _forward(
     x: torch.Tensor,
     op: Any,
@@ -87,18 +79,21 @@ def _forward(
     bias: bool,
     inplace: bool,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(y, packed)`` with grad mode off: one pass where it can, else the op and the mask."""
+    """``(y, packed)`` with grad mode off: draw, scale and pack in one backend pass where it
+    can (a scalar key at offset 0, a per-element mask, no bias, contiguous), else the op and
+    the spec's keep mask, packed."""
     thresh, mask_shape = int(ints[0]), [int(m) for m in ints[1:]]
     numel = math.prod(mask_shape)
-    packed = torch.empty(-(-numel // 8), dtype=torch.uint8, device=x.device)
     biased = bias and (floats[2] != 0.0 or floats[3] != 0.0)
-    if _fast(x, seed, offset, mask_shape, biased):
+    one_pass = getattr(resolve(x), "scale_pack", None)
+    if (one_pass is not None and seed.dim() == 0 and offset == 0 and not biased
+            and mask_shape == list(x.shape) and x.is_contiguous()):
         out = x if inplace else torch.empty_like(x)
-        if resolve(x).scale_pack(x, out, packed, int(seed), thresh, floats[0], floats[1]):
+        packed = torch.empty(-(-numel // 8), dtype=torch.uint8, device=x.device)
+        if one_pass(x, out, packed, int(seed), thresh, floats[0], floats[1]):
             return out, packed
     y = op.compute(x, seed, offset, ints, floats, bias, x if inplace else None, 0)
-    packed = pack(keyed.keep_mask(seed, offset, numel, thresh, x.device))
-    return y, packed
+    return y, pack(keyed.keep_mask(seed, offset, numel, thresh, x.device))
 
 
 def _grad(grad: torch.Tensor, packed: torch.Tensor, mask_shape: list[int], w_keep: float,
@@ -132,11 +127,10 @@ class _Packed(torch.autograd.Function):
         bias: bool,
         inplace: bool,
     ) -> torch.Tensor:
-        before = None if x.is_inference() else x._version
+        before = _version(x)
         y, packed = _forward(x, op, seed, offset, ints, floats, bias, inplace)
         if inplace:
-            if before is not None and x._version != before:  # mark_dirty counts the write
-                torch._C._autograd._unsafe_set_version_counter((x,), (before,))
+            _set_version(x, before)  # mark_dirty counts the write (once)
             ctx.mark_dirty(x)
         ctx.save_for_backward(packed)
         ctx.args = ([int(m) for m in ints[1:]], floats[0], floats[1])
