@@ -22,10 +22,11 @@ Reading the table: ``us`` is the median per-call time in microseconds; ``/F.drop
 that time over the F.dropout line's median from the same interleaved loop (1.00 is
 torch's cost; the issue's target is <= 1.50 for each dropkit variant). Rows with a torch
 twin (``torch.nn.Dropout``, and the two below) also give the ratio to that twin.
-DropConnect and embedding dropout are a masked weight plus a matmul or a lookup: their twins
-are torch's composition of the same operation (``F.linear(x, F.dropout(W, p), b)``;
-AWD-LSTM's row-masked table into ``F.embedding``), to which the 1.5x is applied too; the
-plain ``F.linear`` / ``F.embedding`` rows show what the matmul and lookup cost alone.
+DropConnect, embedding dropout and concrete dropout are more than a mask: their twins are
+torch's composition of the same operation (``F.linear(x, F.dropout(W, p), b)``; AWD-LSTM's
+row-masked table into ``F.embedding``; the concrete-dropout paper's reference code in torch
+ops), to which the 1.5x is applied too; the plain ``F.linear`` / ``F.embedding`` rows show
+what the matmul and lookup cost alone.
 Absolute times vary with the machine and its load; compare ratios, within a run.
 
 Usage: ``python benchmarks/per_call.py [--quick] [--threads N] [--calls C] [--repeats R]``.
@@ -56,6 +57,24 @@ REF = "torch F.dropout(x, 0.5, True)"
 # F.linear, embedding dropout as AWD-LSTM's row mask on the table (Merity et al. 2018).
 LINEAR_TWIN = "torch F.linear(x, F.dropout(W, 0.5), b)"
 EMBEDDING_TWIN = "torch F.embedding(ids, W * row mask)"
+
+
+CONCRETE_TWIN = "torch concrete dropout (Gal et al.'s code)"
+
+
+def _concrete_torch(grad: bool) -> tuple[Callable[[], torch.Tensor], list[torch.Tensor]]:
+    """Concrete dropout as the paper's reference code writes it in torch ops."""
+    x = _leaf(torch.randn(N), grad)
+    p_logit = _leaf(torch.tensor(0.0), grad)
+
+    def call() -> torch.Tensor:
+        p = torch.sigmoid(p_logit)
+        u = torch.rand_like(x)
+        drop = torch.sigmoid((torch.log(p + 1e-7) - torch.log(1 - p + 1e-7) + torch.log(u + 1e-7)
+                              - torch.log(1 - u + 1e-7)) / 0.1)
+        return x * (1 - drop) / (1 - p)
+
+    return call, [x, p_logit]
 
 
 def _torch_embedding_dropout(ids: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -166,7 +185,8 @@ def cases() -> list[Case]:
             "(4, 4, 8, 8)",
             _unary(lambda x: DF.drop_block2d(x, 0.1, 3), (4, 4, 8, 8)),
         ),
-        Case("DF.concrete_dropout(x, p_logit=0.)", "(1024,)", _concrete),
+        Case(CONCRETE_TWIN, "(1024,)", _concrete_torch, dropkit=False),
+        Case("DF.concrete_dropout(x, p_logit=0.)", "(1024,)", _concrete, twin=CONCRETE_TWIN),
         Case("torch F.linear", "x (4, 32), W (32, 32), b", _linear(F.linear), dropkit=False),
         Case(
             LINEAR_TWIN,
@@ -326,7 +346,8 @@ def summary(all_cases: list[Case], meds: dict[str, dict[str, float]]) -> list[st
         if failed:
             line += f"; {failed} raised"
         lines.append(line)
-        twins = [c for c in timed if c.twin in (LINEAR_TWIN, EMBEDDING_TWIN) and c.twin in med]
+        twins = [c for c in timed
+                 if c.twin in (LINEAR_TWIN, EMBEDDING_TWIN, CONCRETE_TWIN) and c.twin in med]
         if twins:
             lines.append(f"- {mode}, against torch's own composition of the same operation: " +
                          ", ".join(f"{c.name} {med[c.name] / med[c.twin]:.2f}x" for c in twins))
