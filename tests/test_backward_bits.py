@@ -181,3 +181,41 @@ def test_a_compiled_model_with_bits_matches_eager() -> None:
         run(x).sum().backward()
         grads.append([p.grad.clone() for p in net.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+
+
+@pytest.mark.parametrize(("fn", "shape"), [
+    (F.dropout1d, (4, 6, 50)), (F.dropout2d, (4, 6, 5, 5)), (F.dropout3d, (2, 6, 2, 3, 5)),
+    (lambda t, p, **kw: F.alpha_dropout(t, p, True, **kw), (3000,)),
+    (lambda t, p, **kw: F.feature_alpha_dropout(t, p, True, **kw), (4, 6, 50)),
+])
+def test_every_torch_twin_takes_the_policy(fn, shape) -> None:
+    x, g = torch.randn(shape), torch.randn(shape)
+    got = {}
+    for policy in POLICIES:
+        leaf = x.clone().requires_grad_()
+        y = fn(leaf, 0.4, seed=8, backward=policy)
+        y.backward(g)
+        got[policy] = (y.detach(), leaf.grad)
+    for policy in ("auto", "bits"):
+        assert torch.equal(got[policy][0], got["seed"][0])
+        assert torch.equal(got[policy][1], got["seed"][1])
+    with pytest.raises(ValueError, match="backward"):
+        fn(x, 0.4, seed=8, backward="mask")
+
+
+@pytest.mark.parametrize("cls", [dropkit.nn.Dropout1d, dropkit.nn.Dropout2d,
+                                 dropkit.nn.Dropout3d, dropkit.nn.AlphaDropout,
+                                 dropkit.nn.FeatureAlphaDropout])
+def test_every_torch_twin_module_keeps_bits(cls) -> None:
+    m = cls(0.3, backward="bits").train()
+    assert "backward='bits'" in repr(m)
+    shape = (2, 4096) if cls is dropkit.nn.AlphaDropout else (2, 64, 2, 4, 4)
+    if cls is dropkit.nn.Dropout1d:
+        shape = (2, 64, 32)
+    elif cls is dropkit.nn.Dropout2d:
+        shape = (2, 64, 4, 4)
+    net = torch.nn.Sequential(torch.nn.Identity(), m)
+    x = torch.randn(shape, requires_grad=True)
+    kept = dropkit.backward_bytes(net, x)["1"]
+    mask = 2 * 4096 if cls is dropkit.nn.AlphaDropout else 2 * 64  # elements of the mask
+    assert kept.bytes == (mask + 7) // 8

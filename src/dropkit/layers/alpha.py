@@ -21,6 +21,7 @@ from dropkit._checks import (
     zeros_like_product,
 )
 from dropkit.backends.bernoulli import mask_affine
+from dropkit.backends.packed import check_backward
 from dropkit.layers.base import DropoutBase
 from dropkit.layers.channel import channel_mask_shape, draws
 
@@ -39,6 +40,7 @@ def _alpha(
     generator: torch.Generator | None,
     mask_shape: list[int],
     name: str,
+    backward: str,
 ) -> torch.Tensor:
     """Alpha dropout with torch's constants: kept ``a*x + alpha*a*p``, dropped ``alpha*a*(p-1)``."""
     if not training or p == 0.0 or input.numel() == 0:
@@ -60,6 +62,7 @@ def _alpha(
         b_keep=_SELU_ALPHA * a * p,
         b_drop=_SELU_ALPHA * a * (p - 1.0),
         inplace=inplace,
+        backward=backward,
     )
 
 
@@ -71,6 +74,7 @@ def alpha_dropout(
     *,
     seed: int | None = None,
     generator: torch.Generator | None = None,
+    backward: str = "auto",
 ) -> torch.Tensor:
     r"""Alpha dropout for SELU networks: keeps mean 0 and variance 1. See :class:`AlphaDropout`.
 
@@ -81,8 +85,8 @@ def alpha_dropout(
     There is no ``scaling`` keyword: the affine correction is part of the method.
     ``training`` defaults to False, as in torch.
 
-    Args: ``input``, ``p``, ``training``, ``inplace``, ``seed``, ``generator`` as
-    :func:`dropkit.functional.dropout`.
+    Args: ``input``, ``p``, ``training``, ``inplace``, ``seed``, ``generator``,
+    ``backward`` as :func:`dropkit.functional.dropout`.
 
     Shape: input ``(*)``, output ``(*)``.
 
@@ -97,8 +101,10 @@ def alpha_dropout(
     """
     p = check_p(p)
     check_training(training, "alpha_dropout")
+    check_backward(backward)
     check_input(input, inplace, "alpha_dropout")
-    return _alpha(input, p, training, inplace, seed, generator, list(input.shape), "alpha_dropout")
+    return _alpha(input, p, training, inplace, seed, generator, list(input.shape),
+                  "alpha_dropout", backward)
 
 
 def feature_alpha_dropout(
@@ -109,6 +115,7 @@ def feature_alpha_dropout(
     *,
     seed: int | None = None,
     generator: torch.Generator | None = None,
+    backward: str = "auto",
 ) -> torch.Tensor:
     r"""Alpha dropout of whole channels. See :class:`FeatureAlphaDropout`.
 
@@ -129,9 +136,11 @@ def feature_alpha_dropout(
     """
     p = check_p(p)
     check_training(training, "feature_alpha_dropout")
+    check_backward(backward)
     check_input(input, inplace, "feature_alpha_dropout")
     shape = channel_mask_shape(input) if draws(input, p, training) else []
-    return _alpha(input, p, training, inplace, seed, generator, shape, "feature_alpha_dropout")
+    return _alpha(input, p, training, inplace, seed, generator, shape, "feature_alpha_dropout",
+                  backward)
 
 
 class AlphaDropout(DropoutBase):
@@ -145,6 +154,8 @@ class AlphaDropout(DropoutBase):
     Args:
         p: probability of an element to be dropped. Default: 0.5
         inplace: If set to ``True``, will do this operation in-place. Default: ``False``
+        backward: what autograd keeps for backward (keyword only; see
+            :func:`dropkit.functional.dropout`). Default: ``"auto"``.
 
     Shape:
         - Input: :math:`(*)`. Output: :math:`(*)`, same shape.
@@ -158,11 +169,11 @@ class AlphaDropout(DropoutBase):
     Paper: Klambauer et al. 2017, "Self-normalizing neural networks".
     """
 
-    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
-        super().__init__(p, inplace)
+    def __init__(self, p: float = 0.5, inplace: bool = False, *, backward: str = "auto") -> None:
+        super().__init__(p, inplace, backward=backward)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return alpha_dropout(input, self.p, self.training, self.inplace)
+        return alpha_dropout(input, self.p, self.training, self.inplace, backward=self.backward)
 
 
 class FeatureAlphaDropout(AlphaDropout):
@@ -185,4 +196,5 @@ class FeatureAlphaDropout(AlphaDropout):
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return feature_alpha_dropout(input, self.p, self.training, self.inplace)
+        return feature_alpha_dropout(input, self.p, self.training, self.inplace,
+                                     backward=self.backward)

@@ -12,6 +12,7 @@ from typing import ClassVar
 from torch import nn
 
 from dropkit._checks import check_p, check_scaling
+from dropkit.backends.packed import check_backward
 
 __all__ = ["DropoutBase", "StochasticModule"]
 
@@ -41,16 +42,27 @@ class DropoutBase(StochasticModule):
         p: the drop probability, in [0, 1]. Default: 0.5.
         inplace: overwrite the input. Default: False.
         scaling: "inverted" (default) or "classic" (keyword only).
+        backward: what eager autograd keeps for backward, ``"auto"`` (default), ``"seed"``
+            or ``"bits"`` (keyword only; see :func:`dropkit.functional.dropout`).
     """
 
     __constants__: ClassVar[list[str]] = ["p", "inplace"]
     _repr_fields = ("p", "inplace")
     p: float
     inplace: bool
+    backward: str = "auto"  # (the class default serves modules pickled before it existed)
 
-    def __init__(self, p: float = 0.5, inplace: bool = False, *, scaling: str = "inverted") -> None:
+    def __init__(
+        self, p: float = 0.5, inplace: bool = False, *, scaling: str = "inverted",
+        backward: str = "auto",
+    ) -> None:
         super().__init__()
         check_p(p)
         self.p = p
         self.inplace = inplace
         self.scaling = check_scaling(scaling)
+        self.backward = check_backward(backward)
+
+    def extra_repr(self) -> str:
+        text = super().extra_repr()
+        return text if self.backward == "auto" else f"{text}, backward={self.backward!r}"

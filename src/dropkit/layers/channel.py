@@ -14,6 +14,7 @@ import warnings
 import torch
 
 from dropkit._checks import check_input, check_p, check_scaling, check_training
+from dropkit.backends.packed import check_backward
 from dropkit.layers.base import DropoutBase
 from dropkit.layers.dropout import scaled_dropout
 
@@ -57,11 +58,13 @@ def _feature_dropout(
     generator: torch.Generator | None,
     batched: bool,
     name: str,
+    backward: str,
 ) -> torch.Tensor:
     """Channel dropout on a batched view; unbatched input gets a batch axis of 1 and loses it."""
     view = input if batched else input.unsqueeze(0)
     shape = channel_mask_shape(view) if draws(input, p, training) else None
-    out = scaled_dropout(view, p, training, inplace, scaling, seed, generator, shape, name)
+    out = scaled_dropout(view, p, training, inplace, scaling, seed, generator, shape, name,
+                         backward)
     if out is view:
         return input
     return out if batched else out.squeeze(0)
@@ -76,6 +79,7 @@ def dropout1d(
     scaling: str = "inverted",
     seed: int | None = None,
     generator: torch.Generator | None = None,
+    backward: str = "auto",
 ) -> torch.Tensor:
     r"""Zero whole channels of ``(N, C, L)`` or ``(C, L)`` input. See :class:`Dropout1d`.
 
@@ -98,6 +102,7 @@ def dropout1d(
     p = check_p(p)
     check_training(training, "dropout1d")
     check_scaling(scaling)
+    check_backward(backward)
     check_input(input, inplace, "dropout1d")
     if input.dim() not in (2, 3):
         raise RuntimeError(
@@ -108,7 +113,7 @@ def dropout1d(
         )
     batched = input.dim() == 3
     return _feature_dropout(
-        input, p, training, inplace, scaling, seed, generator, batched, "dropout1d"
+        input, p, training, inplace, scaling, seed, generator, batched, "dropout1d", backward
     )
 
 
@@ -121,6 +126,7 @@ def dropout2d(
     scaling: str = "inverted",
     seed: int | None = None,
     generator: torch.Generator | None = None,
+    backward: str = "auto",
 ) -> torch.Tensor:
     r"""Zero whole channels of ``(N, C, H, W)`` input. See :class:`Dropout2d`.
 
@@ -145,6 +151,7 @@ def dropout2d(
     p = check_p(p)
     check_training(training, "dropout2d")
     check_scaling(scaling)
+    check_backward(backward)
     check_input(input, inplace, "dropout2d")
     dim = input.dim()
     if dim not in (3, 4):
@@ -166,7 +173,7 @@ def dropout2d(
             stacklevel=2,
         )
     return _feature_dropout(
-        input, p, training, inplace, scaling, seed, generator, True, "dropout2d"
+        input, p, training, inplace, scaling, seed, generator, True, "dropout2d", backward
     )
 
 
@@ -179,6 +186,7 @@ def dropout3d(
     scaling: str = "inverted",
     seed: int | None = None,
     generator: torch.Generator | None = None,
+    backward: str = "auto",
 ) -> torch.Tensor:
     r"""Zero whole channels of ``(N, C, D, H, W)`` or ``(C, D, H, W)`` input.
 
@@ -202,6 +210,7 @@ def dropout3d(
     p = check_p(p)
     check_training(training, "dropout3d")
     check_scaling(scaling)
+    check_backward(backward)
     check_input(input, inplace, "dropout3d")
     dim = input.dim()
     if dim not in (4, 5):
@@ -214,7 +223,7 @@ def dropout3d(
             stacklevel=2,
         )
     return _feature_dropout(
-        input, p, training, inplace, scaling, seed, generator, dim == 5, "dropout3d"
+        input, p, training, inplace, scaling, seed, generator, dim == 5, "dropout3d", backward
     )
 
 
@@ -238,7 +247,8 @@ class Dropout1d(DropoutBase):
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return dropout1d(input, self.p, self.training, self.inplace, scaling=self.scaling)
+        return dropout1d(input, self.p, self.training, self.inplace, scaling=self.scaling,
+                         backward=self.backward)
 
 
 class Dropout2d(DropoutBase):
@@ -262,7 +272,8 @@ class Dropout2d(DropoutBase):
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return dropout2d(input, self.p, self.training, self.inplace, scaling=self.scaling)
+        return dropout2d(input, self.p, self.training, self.inplace, scaling=self.scaling,
+                         backward=self.backward)
 
 
 class Dropout3d(DropoutBase):
@@ -285,4 +296,5 @@ class Dropout3d(DropoutBase):
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return dropout3d(input, self.p, self.training, self.inplace, scaling=self.scaling)
+        return dropout3d(input, self.p, self.training, self.inplace, scaling=self.scaling,
+                         backward=self.backward)

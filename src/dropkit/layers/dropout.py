@@ -218,19 +218,6 @@ class Dropout(DropoutBase):
     overfitting", JMLR 15.
     """
 
-    backward: str = "auto"  # (the class default serves modules pickled before it existed)
-
-    def __init__(
-        self, p: float = 0.5, inplace: bool = False, *, scaling: str = "inverted",
-        backward: str = "auto",
-    ) -> None:
-        super().__init__(p, inplace, scaling=scaling)
-        self.backward = check_backward(backward)
-
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return dropout(input, self.p, self.training, self.inplace, scaling=self.scaling,
                        backward=self.backward)
-
-    def extra_repr(self) -> str:
-        text = super().extra_repr()
-        return text if self.backward == "auto" else f"{text}, backward={self.backward!r}"
