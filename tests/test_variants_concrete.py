@@ -41,10 +41,13 @@ def test_fraction_mostly_dropped_is_p(sign: float, ok: bool) -> None:
     assert (abs(dropped / n - p) < 6 * math.sqrt(p * (1 - p) / n)) == ok
 
 
+# forward AD's first use compiles a TorchScript helper inside torch (a deprecation warning)
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_gradients_reach_input_and_rate() -> None:
     x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
     lg = torch.tensor(-0.7, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: concrete_dropout(a, b, 0.5, seed=3), (x, lg))
+    assert torch.autograd.gradcheck(lambda a, b: concrete_dropout(a, b, 0.5, seed=3), (x, lg),
+                                    check_forward_ad=True)
 
 
 def test_regularizer_formula() -> None:
