@@ -19,6 +19,8 @@ def test_quick_defaults_and_full_preset() -> None:
     fashion = resolve_config({"mode": "full", "data": "fashion"})
     assert fashion.data == "fashion-mnist" and fashion.model.hidden == (1024, 1024, 1024)
     assert fashion.bv_resample == "bootstrap"
+    # sized to finish on 2 cores within a working session (docs/lab.md)
+    assert (fashion.seeds, fashion.bv_models, fashion.ps) == (2, 4, (0.0, 0.2, 0.4, 0.5, 0.6, 0.8))
 
 
 def test_layers_override_in_order(tmp_path: Path) -> None:
