@@ -181,7 +181,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
 _DATA_PRESETS: dict[tuple[str, str], dict[str, Any]] = {
     ("mnist1d", "full"): {"bv_resample": "regenerate"},
     ("fashion-mnist", "quick"): {"sizes": (1000, 5000, 20000, 60000)},
-    # Sized for one session of 2 cores (about 2.4 h: 16.5 s per epoch per core, ~45 full
+    # Sized for one session of 2 cores (about 2.5 h: 16.5 s per epoch per core, ~40 full
     # trials): 2 seeds, 4 bias-variance models and a 6-point grid instead of 3, 8 and 10.
     ("fashion-mnist", "full"): {
         "hidden": (1024, 1024, 1024),
