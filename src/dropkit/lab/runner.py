@@ -8,7 +8,11 @@ finds everything stored trains nothing).
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -53,7 +57,28 @@ def _warm_up() -> None:
     dropout(torch.ones(4, requires_grad=True), 0.5).sum().backward()
 
 
-def _init_worker(data: str, cache_dir: str | None, threads: int) -> None:
+def _die_with(parent: int) -> None:
+    """End this worker when the driver ``parent`` dies, however it dies (Linux: the kernel's
+    parent-death signal), instead of training on as an orphan; elsewhere nothing. (The
+    signal follows the thread that started the worker: the pool lives inside one
+    ``Runner``, used from one thread, and is shut down before that thread ends.)"""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # no prctl: a worker may outlive its driver
+        return
+    if os.getppid() != parent:  # the driver died before the signal was armed
+        os._exit(1)
+
+
+def _init_worker(
+    data: str, cache_dir: str | None, threads: int, parent: int | None = None
+) -> None:
+    """Set up a worker: the local pool's (``parent``: the driver's pid) or any executor's."""
+    if parent is not None:
+        _die_with(parent)
     torch.set_num_threads(threads)
     _warm_up()
     _WORKER["data"] = load_data(data, cache_dir)
@@ -131,7 +156,7 @@ class Runner:
             ctx = multiprocessing.get_context("spawn")  # no fork after torch's thread pools
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=ctx, initializer=_init_worker,
-                initargs=(self.data_name, self.cache_dir, self.threads),
+                initargs=(self.data_name, self.cache_dir, self.threads, os.getpid()),
             )
         return self._pool
 
