@@ -93,6 +93,23 @@ def test_rerun_trains_nothing(lab, npz: Path) -> None:
     assert again.results["rate-sweep"]["rows"] == run.results["rate-sweep"]["rows"]
 
 
+def test_a_new_analysis_version_reanalyses_stored_trials(
+    lab, npz: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stored verdict is keyed by its experiment's ANALYSIS version: after a change of the
+    analysis the stored trials are analysed again (nothing retrained), not served stale."""
+    from dropkit.lab.experiments import rate_sweep
+
+    _, out = lab
+    calls: list[int] = []
+    analyse = rate_sweep.analyse
+    monkeypatch.setattr(rate_sweep, "analyse", lambda *a: calls.append(1) or analyse(*a))
+    assert run_lab(_cfg(npz, out)).trained == 0 and not calls  # same version: stored
+    monkeypatch.setattr(rate_sweep, "ANALYSIS", rate_sweep.ANALYSIS + 1)
+    again = run_lab(_cfg(npz, out))
+    assert again.trained == 0 and calls == [1]
+
+
 def test_resume_after_kill_recomputes_nothing(npz: Path, tmp_path: Path) -> None:
     cfg = _cfg(npz, tmp_path, experiments=["rate-sweep", "eval-mode"])
     stored: list[int] = []

@@ -78,8 +78,14 @@ def check_out(out: Path, cfg: LabConfig) -> None:
         )
 
 
-def _experiment_hash(config: Any, fingerprint: str) -> str:
-    return digest({"config": dataclasses.asdict(config), "data": fingerprint})
+def _experiment_hash(config: Any, fingerprint: str, analysis: int = 1) -> str:
+    """The key of an experiment's stored result: its config, the data and the version of its
+    analysis (``ANALYSIS`` of its module, 1 if absent), so a changed analysis is run again
+    on the stored trials instead of serving an old verdict."""
+    key = {"config": dataclasses.asdict(config), "data": fingerprint}
+    if analysis != 1:  # (version 1 keeps the keys results were stored under before)
+        key["analysis"] = analysis
+    return digest(key)
 
 
 def run_lab(
@@ -119,7 +125,9 @@ def run_lab(
         cfg, choice = protocol.choose_lr(cfg, runner)  # on validation, before any experiment
         store.put_experiment("protocol", digest(choice), {}, {"lr": choice}, 0.0)
         configs = experiments.configs(cfg)
-        hashes = {n: _experiment_hash(c, runner.dataset.fingerprint) for n, c in configs.items()}
+        hashes = {n: _experiment_hash(c, runner.dataset.fingerprint,
+                                      getattr(REGISTRY[n], "ANALYSIS", 1))
+                  for n, c in configs.items()}
         results: dict[str, dict[str, Any]] = {}
         owners: dict[Any, str] = {}
         for name, c in configs.items():
