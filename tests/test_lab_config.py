@@ -17,7 +17,7 @@ def test_quick_defaults_and_full_preset() -> None:
     assert full.ps == tuple(round(0.1 * i, 1) for i in range(10)) and full.seeds >= 3
     assert full.experiments == EXPERIMENTS and full.bv_resample == "regenerate"
     fashion = resolve_config({"mode": "full", "data": "fashion"})
-    assert fashion.data == "fashion-mnist" and fashion.model.hidden == (1024, 1024, 1024)
+    assert fashion.data == "fashion-mnist" and fashion.model.hidden == (1024, 1024)
     assert fashion.bv_resample == "bootstrap"
     # sized to finish on 2 cores within a working session (docs/lab.md)
     assert (fashion.seeds, fashion.bv_models, fashion.ps) == (2, 4, (0.0, 0.2, 0.4, 0.5, 0.6, 0.8))
