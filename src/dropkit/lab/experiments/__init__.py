@@ -6,7 +6,9 @@ set, else ``--full`` only), a frozen ``Config`` with ``from_lab``, ``trials(conf
 ``analyse(config, trials, data)`` (a JSON-able result with ``holds``, ``claim``,
 ``summary`` and the numbers behind its figure; it never trains), ``plot(fig, result)``,
 ``RULE`` (the verdict's rule in plain words) and ``explain(result)`` (a plain sentence on
-what the result shows, and the rows of a small table of the numbers behind it).
+what the result shows, and the rows of a small table of the numbers behind it), and
+optionally ``ANALYSIS`` (an int, default 1: raise it when ``analyse`` changes, and stored
+results are analysed again from their stored trials).
 :data:`REGISTRY` is their order: the CLI's choices, the default set and the report all
 read it. To add an experiment, write its module and add it to the tuple below.
 """

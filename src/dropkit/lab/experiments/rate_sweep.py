@@ -226,8 +226,7 @@ def explain(r: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
     table = [(*head, "log-loss vs best p, 95% CI over seeds") if seeds else head]
     for x in rows:
         cells = (str(x["p"]), f"{x['val_loss']:.4f}", f"{x['val_err']:.3f}",
-                 f"{x['test_err']:.3f}",
-                 f"{x['train_err']:.3f}", f"{x['test_loss']:.3f}",
+                 f"{x['test_err']:.3f}", f"{x['train_err']:.3f}", f"{x['test_loss']:.3f}",
                  ", ".join(map(str, x["chosen_epochs"])))
         if seeds:
             ci = x.get("loss_vs_best_ci95")
