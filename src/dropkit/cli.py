@@ -101,6 +101,9 @@ def _lab_parser() -> argparse.ArgumentParser:
 
 
 def _run_lab(argv: Sequence[str]) -> int:
+    from dropkit.lab.numerics import pin_reproducible
+
+    pin_reproducible()  # before torch runs anything: the same bits on any x86-64 machine
     from dropkit.lab.config import load_toml, resolve_config
     from dropkit.lab.session import run_lab
 

@@ -28,7 +28,7 @@ __all__ = ["POLICIES", "check_backward", "mask_affine_bits", "pack", "unpack"]
 
 POLICIES = ("auto", "seed", "bits")
 _WEIGHTS = torch.tensor([1, 2, 4, 8, 16, 32, 64, 128], dtype=torch.uint8)
-_SHIFTS = torch.arange(8, dtype=torch.uint8)
+_SHIFTS = torch.tensor(list(range(8)), dtype=torch.uint8)  # (no kernel at import)
 
 
 def check_backward(backward: object) -> str:

@@ -48,6 +48,14 @@ def _lr_text(choice: dict[str, Any]) -> str:
             f"per rate: {rows})")
 
 
+def _kernels_text(kernels: str | None) -> str:
+    if kernels is None:  # (stored before the kernel set was recorded)
+        return ""
+    same = (" (as the CLI asks for on x86-64: the same bits on any machine that runs them)"
+            if kernels == "AVX2" else "")
+    return f" Torch's CPU kernels: {kernels}{same}."
+
+
 def _config_text(out: Path, protocol: dict[str, Any]) -> tuple[dict[str, Any], str]:
     path = out / "config.json"
     cfg = json.loads(path.read_text()) if path.exists() else {}
@@ -73,6 +81,7 @@ def _config_text(out: Path, protocol: dict[str, Any]) -> tuple[dict[str, Any], s
         + f"; a validation split of {t.get('val_fraction', 0):.0%} of the training set "
         f"(never the test set) for every choice; **{stop}**; seed {cfg['seed']}, "
         f"{cfg['seeds']} seed(s) per p in the sweep."
+        + _kernels_text(protocol.get("cpu_kernels"))
     )
     return cfg, text
 

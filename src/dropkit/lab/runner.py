@@ -25,6 +25,7 @@ import torch
 from dropkit.functional import dropout
 from dropkit.lab.config import ModelConfig, TrainConfig, TrialSpec
 from dropkit.lab.data import Dataset, load_data, load_mnist1d
+from dropkit.lab.numerics import Kernels, check_kernels, kernel_settings
 from dropkit.lab.store import Store, pack, unpack
 from dropkit.lab.train import run_trial
 
@@ -74,11 +75,13 @@ def _die_with(parent: int) -> None:
 
 
 def _init_worker(
-    data: str, cache_dir: str | None, threads: int, parent: int | None = None
+    data: str, cache_dir: str | None, threads: int, kernels: Kernels, parent: int | None = None
 ) -> None:
-    """Set up a worker: the local pool's (``parent``: the driver's pid) or any executor's."""
+    """Set up a worker: the local pool's (``parent``: the driver's pid) or any executor's;
+    torch runs the driver's CPU ``kernels`` (numerics.py)."""
     if parent is not None:
         _die_with(parent)
+    check_kernels(kernels)  # before any kernel runs here
     torch.set_num_threads(threads)
     _warm_up()
     _WORKER["data"] = load_data(data, cache_dir)
@@ -91,13 +94,15 @@ def _work(spec: TrialSpec) -> tuple[dict[str, Any], bytes]:
 
 
 def work_anywhere(
-    spec: TrialSpec, data: str, cache_dir: str | None, threads: int
+    spec: TrialSpec, data: str, cache_dir: str | None, threads: int, kernels: Kernels
 ) -> tuple[dict[str, Any], bytes]:
     """One trial in any worker process (a Dask worker, any ``Executor``): the data set is
-    loaded on first use and kept, torch runs on ``threads`` threads. A pure function of its
-    arguments, so a trial rerun elsewhere (its worker died) gives the same bits."""
+    loaded on first use and kept, torch runs on ``threads`` threads with the CPU ``kernels``
+    the driver runs. A pure function of its arguments, so a trial rerun elsewhere (its worker
+    died) gives the same bits."""
+    check_kernels(kernels)
     if _WORKER.get("key") != (data, cache_dir):
-        _init_worker(data, cache_dir, threads)
+        _init_worker(data, cache_dir, threads, kernels)
         _WORKER["key"] = (data, cache_dir)
     torch.set_num_threads(threads)
     return _work(spec)
@@ -118,6 +123,9 @@ class Runner:
             ``distributed.Client(address).get_executor()``); its workers must see ``data``
             (a built-in name, or a path on a shared file system). Default: ``workers``
             local processes (or this process).
+
+    Every worker runs the CPU kernel set this process runs (``kernels``; numerics.py), so
+    where a trial ran never changes its bits.
     """
 
     def __init__(
@@ -141,6 +149,7 @@ class Runner:
         self.threads = threads
         self.on_progress = on_progress
         self.trained = 0
+        self.kernels = kernel_settings()  # the workers run these too
         self._pool: ProcessPoolExecutor | None = None
 
     def spec(
@@ -156,7 +165,8 @@ class Runner:
             ctx = multiprocessing.get_context("spawn")  # no fork after torch's thread pools
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=ctx, initializer=_init_worker,
-                initargs=(self.data_name, self.cache_dir, self.threads, os.getpid()),
+                initargs=(self.data_name, self.cache_dir, self.threads, self.kernels,
+                          os.getpid()),
             )
         return self._pool
 
@@ -195,7 +205,7 @@ class Runner:
             self._report(label, len(done), total)
 
         if self.executor is not None and todo:
-            args = (self.data_name, self.cache_dir, self.threads)
+            args = (self.data_name, self.cache_dir, self.threads, self.kernels)
             futures = {self.executor.submit(work_anywhere, s, *args): s for s in todo}
             while futures:  # each result stored as it arrives: a killed driver resumes
                 finished, _ = wait(futures, return_when=FIRST_COMPLETED)

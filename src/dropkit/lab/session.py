@@ -123,7 +123,9 @@ def run_lab(
                     executor=executor)
     try:
         cfg, choice = protocol.choose_lr(cfg, runner)  # on validation, before any experiment
-        store.put_experiment("protocol", digest(choice), {}, {"lr": choice}, 0.0)
+        kernels = dict(runner.kernels)["ATEN_CPU_CAPABILITY"].upper()
+        store.put_experiment("protocol", digest(choice), {}, {"lr": choice,
+                             "cpu_kernels": kernels}, 0.0)
         configs = experiments.configs(cfg)
         hashes = {n: _experiment_hash(c, runner.dataset.fingerprint,
                                       getattr(REGISTRY[n], "ANALYSIS", 1))
