@@ -1,4 +1,4 @@
-"""The rate-sweep verdict over several seeds: a 95% t-interval of the paired log-loss gap.
+"""The rate-sweep verdict over several seeds: the paired log-loss gap replicates in each seed.
 
 ``analyse`` is pure, so these tests hand it synthetic trials: per p and seed, test
 probabilities whose per-example losses are known, and the numbers the verdict reads.
@@ -58,8 +58,8 @@ def _got(lo_right: list[float]) -> list[Trial]:
     return got
 
 
-def _cfg() -> rate_sweep.Config:
-    return rate_sweep.Config(ModelConfig(hidden=(8,)), TrainConfig(), PS, 3, 0)
+def _cfg(seeds: int = 3) -> rate_sweep.Config:
+    return rate_sweep.Config(ModelConfig(hidden=(8,)), TrainConfig(), PS, seeds, 0)
 
 
 def test_consistent_seeds_hold_with_an_interval_above_zero() -> None:
@@ -72,7 +72,7 @@ def test_consistent_seeds_hold_with_an_interval_above_zero() -> None:
 
 def test_seeds_that_disagree_do_not_hold() -> None:
     """The seed-mean per-example gap alone passes (2 SE of 400 examples), but one seed of
-    p=0 beats the best p: the interval over seeds covers 0, so the verdict is no."""
+    p=0 beats the best p: the gap does not replicate in every seed, so the verdict is no."""
     r = rate_sweep.analyse(_cfg(), _got([0.45, 0.85, 0.45]), _data())
     lo = r["rows"][0]
     assert lo["loss_vs_best"] > 2 * lo["loss_vs_best_se"]  # what the old rule looked at
@@ -104,3 +104,17 @@ def test_the_best_p_is_chosen_by_validation_log_loss() -> None:
     r = rate_sweep.analyse(_cfg(), got, _data())
     assert r["best_p"] == 0.5 and r["holds"]
     assert "validation log-loss" in r["summary"]
+
+
+def test_two_seeds_that_agree_hold() -> None:
+    """Both seeds put p=0 clearly above the best p (each by far more than 2 paired SE), but
+    unequally: a t-interval over 2 seeds (t = 12.7) covers 0, which would make a second seed
+    a harder test than one. Each seed replicates the gap, so the verdict holds."""
+    got = [t for t in _got([0.7, 0.6, 0.65]) if t.spec.seed < 2]
+    r = rate_sweep.analyse(_cfg(2), got, _data())
+    lo = r["rows"][0]
+    assert lo["loss_vs_best_ci95"][0] < 0  # what the t-interval rule looked at
+    assert all(m > 2 * se for m, se in lo["loss_vs_best_per_seed"])
+    assert r["holds"] and "per seed" in r["summary"]
+    one = rate_sweep.analyse(_cfg(1), [t for t in got if t.spec.seed == 0], _data())
+    assert one["holds"]  # and one seed of the two alone holds too

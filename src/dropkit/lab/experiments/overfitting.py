@@ -25,6 +25,9 @@ from dropkit.lab.runner import Runner, Trial
 
 DEFAULT = True  # in the default set of experiments (else --full only)
 NAME = "overfitting"
+# The analysis's version (stored results of an older one are analysed again). 2: with
+# several seeds dropout must lower the test log-loss in every seed (no t-interval).
+ANALYSIS = 2
 CLAIM = (
     "Without dropout the model overfits (train accuracy far above test, test loss rising); "
     "dropout prevents it (smaller gap, lower test loss)"
@@ -32,7 +35,7 @@ CLAIM = (
 RULE = (  # the verdict's rule, in plain words
     """Without dropout the train-test accuracy gap exceeds 3 standard errors and the validation
 loss rises after its minimum; with dropout the gap is smaller and the test log-loss lower
-(each model at its best validation epoch)."""
+(each model at its best validation epoch; with several seeds, lower in every seed)."""
 )
 
 
@@ -83,9 +86,10 @@ def _mean(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
     """Curves of both models (the first seed's), the means over seeds and the verdict.
 
-    With several seeds the test log-loss difference gets a 95% confidence interval over
-    the seeds (paired: each seed's two models share initial weights and batch order), and
-    dropout must lower it significantly (the interval below 0).
+    With several seeds dropout must lower the test log-loss in every seed (paired: each
+    seed's two models share initial weights and batch order), so a second seed is never a
+    weaker test than one; the 95% t-interval over seeds is reported, not required (with 2
+    seeds its t quantile is 12.7: a second seed would make the test far harder than one).
     """
     base, drop = got[0], got[1]
     n_test = len(data.y_test)
@@ -97,8 +101,8 @@ def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
     overfits = b["gap"] > 3 * se and rises
     diffs = [y["test_loss"] - x["test_loss"] for x, y in pairs]
     ci = ci95(diffs)
-    prevented = d["gap"] < b["gap"] and d["test_loss"] < b["test_loss"] and (
-        ci is None or ci[1] < 0)
+    prevented = d["gap"] < b["gap"] and d["test_loss"] < b["test_loss"] and all(
+        x < 0 for x in diffs)
     holds = bool(overfits and prevented)
     text = (
         f"p=0 at its best validation epoch {b['epoch']}: train/test accuracy "
@@ -111,7 +115,8 @@ def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
         + (" (the dropout model was still improving when the budget ran out)"
            if d["still_improving"] else "")
         + (f"; means over {cfg.seeds} seeds, test log-loss difference {np.mean(diffs):+.3f} "
-           f"(95% CI {ci[0]:+.3f} to {ci[1]:+.3f})" if ci is not None else "")
+           f"(per seed {', '.join(f'{x:+.3f}' for x in diffs)}; 95% CI {ci[0]:+.3f} to "
+           f"{ci[1]:+.3f})" if ci is not None else "")
     )
     return {
         "holds": holds,
