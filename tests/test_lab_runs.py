@@ -263,3 +263,18 @@ def test_workers_give_the_same_results(npz: Path, tmp_path: Path) -> None:
     parallel = run_lab(_cfg(npz, tmp_path / "b", experiments=["overfitting"], workers=2))
     assert parallel.trained == serial.trained == 2 * TINY["seeds"]  # a pair per seed
     assert parallel.results["overfitting"]["curves"] == serial.results["overfitting"]["curves"]
+
+
+def test_an_executor_with_threads_gives_the_same_results(npz: Path, tmp_path: Path) -> None:
+    """Trials in two threads of one process (a Dask worker with ``--nthreads 2``) run one at
+    a time: each seeds torch's global generator, and interleaved they drew from each other's
+    stream (the stored results differed from a local run's)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = {"experiments": ["overfitting"], "epochs": 6}
+    serial = run_lab(_cfg(npz, tmp_path / "a", **settings))
+    with ThreadPoolExecutor(2) as pool:
+        threaded = run_lab(_cfg(npz, tmp_path / "b", **settings), executor=pool)
+    assert threaded.trained == serial.trained == 2 * TINY["seeds"]
+    assert threaded.results["overfitting"]["curves"] == serial.results["overfitting"]["curves"]
+    assert threaded.results["overfitting"]["per_seed"] == serial.results["overfitting"]["per_seed"]

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -33,6 +34,10 @@ __all__ = ["Runner", "Trial", "work_anywhere"]
 
 # What a worker process holds: the data set, loaded once by the initializer.
 _WORKER: dict[str, Any] = {}
+# One trial at a time per process: a trial seeds torch's global generator and sets its
+# thread count, both process-wide, so two trials in two threads of one worker (a Dask worker
+# with --nthreads 2) would draw from each other's random stream.
+_ONE_AT_A_TIME = threading.Lock()
 
 
 @dataclass
@@ -99,13 +104,14 @@ def work_anywhere(
     """One trial in any worker process (a Dask worker, any ``Executor``): the data set is
     loaded on first use and kept, torch runs on ``threads`` threads with the CPU ``kernels``
     the driver runs. A pure function of its arguments, so a trial rerun elsewhere (its worker
-    died) gives the same bits."""
-    check_kernels(kernels)
-    if _WORKER.get("key") != (data, cache_dir):
-        _init_worker(data, cache_dir, threads, kernels)
-        _WORKER["key"] = (data, cache_dir)
-    torch.set_num_threads(threads)
-    return _work(spec)
+    died) gives the same bits. A process runs one trial at a time, whatever its threads."""
+    with _ONE_AT_A_TIME:
+        check_kernels(kernels)
+        if _WORKER.get("key") != (data, cache_dir):
+            _init_worker(data, cache_dir, threads, kernels)
+            _WORKER["key"] = (data, cache_dir)
+        torch.set_num_threads(threads)
+        return _work(spec)
 
 
 class Runner:
