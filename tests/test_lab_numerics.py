@@ -65,8 +65,8 @@ def test_kernel_settings_name_this_process() -> None:
 def test_the_cli_runs_avx2_everywhere(tmp_path: Path) -> None:
     if "avx2" not in Path("/proc/cpuinfo").read_text():
         pytest.skip("no AVX2 on this machine")
-    args = ["-c", "import sys; from dropkit.cli import main; sys.exit(main())", "lab", "overfitting", "--data", "digits", "--hidden", "8",
-            "--epochs", "1", "--quiet"]
+    args = ["-c", "import sys; from dropkit.cli import main; sys.exit(main())", "lab",
+            "overfitting", "--data", "digits", "--hidden", "8", "--epochs", "1", "--quiet"]
     runs = {"pool": ["--workers", "2"], "here": ["--workers", "1"]}
     stored = {}
     for name, extra in runs.items():

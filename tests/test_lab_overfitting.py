@@ -53,3 +53,13 @@ def test_a_seed_that_disagrees_does_not_hold() -> None:
     r = overfitting.analyse(_cfg(2), _got([0.28, 0.335]), _data())  # mean lower, seed 1 not
     assert r["dropout"]["test_loss"] < r["no_dropout"]["test_loss"]
     assert not r["dropout_prevents"] and not r["holds"]
+
+
+def test_the_plain_sentence_follows_the_numbers() -> None:
+    """It said "the test log-loss falls" and "the gap shrinks" whatever the numbers."""
+    held = overfitting.explain(overfitting.analyse(_cfg(1), _got([0.30]), _data()))[0]
+    assert "falls from 0.330 to 0.300" in held and "does not hold" not in held
+    worse = [_trial(0.0, 0, 0.94, 0.89, 0.33), _trial(0.5, 0, 0.96, 0.88, 0.34)]
+    text = overfitting.explain(overfitting.analyse(_cfg(1), worse, _data()))[0]
+    assert "rises from 0.330 to 0.340" in text and "gap grows" in text
+    assert "does not hold" in text

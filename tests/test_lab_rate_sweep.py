@@ -118,3 +118,12 @@ def test_two_seeds_that_agree_hold() -> None:
     assert r["holds"] and "per seed" in r["summary"]
     one = rate_sweep.analyse(_cfg(1), [t for t in got if t.spec.seed == 0], _data())
     assert one["holds"]  # and one seed of the two alone holds too
+
+
+def test_the_plain_sentence_names_the_end_that_is_not_worse() -> None:
+    """It said p = 0 "memorises the training set" even where p = 0 was as good as the best."""
+    r = rate_sweep.analyse(_cfg(), _got([0.45, 0.85, 0.45]), _data())
+    text = rate_sweep.explain(r)[0]
+    assert "(p = 0.0) is not clearly worse here" in text and "memorises" not in text
+    held = rate_sweep.explain(rate_sweep.analyse(_cfg(), _got([0.7, 0.71, 0.69]), _data()))[0]
+    assert "memorises the training set and does worse" in held

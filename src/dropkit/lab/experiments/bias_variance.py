@@ -162,11 +162,18 @@ def plot(fig: Any, r: dict[str, Any]) -> None:
 def explain(r: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
     """A plain sentence on what the result shows, and the numbers behind it."""
     rise = "rises" if r["bias_rises"] else "falls"
+    if r["holds"]:
+        why = "it holds."
+    elif not r["variance_falls"]:
+        why = "on this data it does not hold: the variance did not fall."
+    elif not r["bias_rises"]:
+        why = "on this data it does not hold: dropout helped both parts."
+    else:
+        why = "on this data it does not hold: the variance fell by less than the bias rose."
     text = (f"Variance (how much nets trained on different samples of the data disagree) "
             f"{'falls' if r['variance_falls'] else 'does not fall'} with dropout, and bias "
-            f"(the error of their average) {rise}. The claim needs bias to rise a little, so "
-            + ("it holds." if r["holds"] else "on this data it does not hold: dropout helped "
-               "both parts."))
+            f"(the error of their average) {rise}. The claim needs bias to rise a little and "
+            f"variance to fall by more, so " + why)
     table = [("p", "bias (+ noise)", "variance", "expected loss")]
     table += [(str(x["p"]), f"{x['sq_bias']:.4f}", f"{x['sq_variance']:.4f}",
                f"{x['sq_loss']:.4f}") for x in r["rows"]]

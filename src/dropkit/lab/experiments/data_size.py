@@ -102,7 +102,15 @@ def plot(fig: Any, r: dict[str, Any]) -> None:
 def explain(r: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
     """A plain sentence on what the result shows, and the numbers behind it."""
     text = ("How much dropout helps depends on how much data there is: the gain is the test "
-            "error without dropout minus the error with it.")
+            "error without dropout minus the error with it. ")
+    rows = r["rows"]
+    lost = [x for x in rows[1:] if x["gain"] <= 0] if len(rows) > 1 else [
+        x for x in rows if x["gain"] <= 0]
+    text += ("Here dropout helps at every size but the smallest (the rule leaves it out)."
+             if not lost else
+             "Here it does not help at " + ", ".join(
+                 f"N = {x['n']} (gain {x['gain']:+.3f})" for x in lost)
+             + ", so the claim does not hold on this data.")
     table = [("training examples", "error p = 0", "error with dropout", "gain")]
     table += [(str(x["n"]), f"{x['err_no_dropout']:.3f}", f"{x['err_dropout']:.3f}",
                f"{x['gain']:+.3f}") for x in r["rows"]]

@@ -216,6 +216,19 @@ def plot(fig: Any, r: dict[str, Any]) -> None:
     ax_tiny.legend(fontsize=9)
 
 
+def _why(r: dict[str, Any]) -> str:
+    """The verdict in words: which of its four parts failed."""
+    failed = [text for ok, text in (
+        (r["ws_matches_mc"], "the scaled pass is less accurate than the thinned nets' average"),
+        (r["beats_single_net"], "its log-loss is not below one net's without dropout"),
+        (r["tiny"]["mc_converges"], "the random average does not approach the exact one"),
+        (r["tiny"]["ws_matches_exact"],
+         "on the tiny net the scaled pass is less accurate than the exact average")) if not ok]
+    if not failed:
+        return "The claim holds."
+    return "On this data the claim does not hold: " + "; ".join(failed) + "."
+
+
 def explain(r: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
     """A plain sentence on what the result shows, and the numbers behind it."""
     t = r["tiny"]
@@ -224,7 +237,7 @@ def explain(r: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
             f"{r['mc']['k'][-1]} random thinned nets {r['mc']['acc'][-1]:.1%}. For a tiny net "
             f"with {t['subnetworks']} sub-networks the scaled pass differs from their exact "
             f"average by a total variation (the share of probability put elsewhere) of "
-            f"{t['ws_tv']:.3f}.")
+            f"{t['ws_tv']:.3f}. " + _why(r))
     table = [("model", "test accuracy", "test log-loss")]
     for label, m in (("weight scaling (1 pass)", r["weight_scaling"]),
                      (f"average of {r['mc']['k'][-1]} thinned nets", {

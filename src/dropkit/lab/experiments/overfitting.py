@@ -156,12 +156,19 @@ def explain(r: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
     """A plain sentence on what the result shows, and the numbers behind it."""
     b, d = r["no_dropout"], r["dropout"]
     better = d["test_acc"] > b["test_acc"]
-    text = (f"Without dropout the net fits its training set much better than new data (train "
-            f"accuracy {b['train_acc']:.1%}, test {b['test_acc']:.1%}); with p = {d['p']} the gap "
-            f"shrinks to {d['gap']:.1%} and the test log-loss (how confident it is when wrong) "
-            f"falls from {b['test_loss']:.3f} to {d['test_loss']:.3f}. Test accuracy "
-            + ("rises too." if better else "does not rise here: the verdict rests on the gap "
-               "and the log-loss, not on accuracy."))
+    fits = ("fits its training set much better than new data" if r["overfits_without_dropout"]
+            else "does not clearly overfit")
+    gap = "shrinks" if d["gap"] < b["gap"] else "grows"
+    loss = "falls" if d["test_loss"] < b["test_loss"] else "rises"
+    acc = "rises" if better else "does not rise"
+    end = (f"Test accuracy {acc}{' too' if better else ''}"
+           + ("." if better or not r["holds"] else
+              " here: the verdict rests on the gap and the log-loss, not on accuracy.")
+           + ("" if r["holds"] else " So on this data the claim does not hold."))
+    text = (f"Without dropout the net {fits} (train accuracy {b['train_acc']:.1%}, test "
+            f"{b['test_acc']:.1%}); with p = {d['p']} the gap {gap} to {d['gap']:.1%} and the "
+            f"test log-loss (how confident it is when wrong) {loss} from {b['test_loss']:.3f} "
+            f"to {d['test_loss']:.3f}. " + end)
     rows = [("", "p = 0", f"p = {d['p']}")] + [
         (label, fmt(b[key]), fmt(d[key])) for label, key, fmt in (
             ("chosen epoch (best on validation)", "epoch", str),

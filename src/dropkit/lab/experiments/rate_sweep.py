@@ -229,9 +229,17 @@ def explain(r: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
     """A plain sentence on what the result shows, and the numbers behind it."""
     rows = r["rows"]
     lo, hi = rows[0], rows[-1]
-    text = (f"Chosen on held-out validation data, p = {r['best_p']} works best. Too little "
-            f"dropout (p = {lo['p']}) memorises the training set; too much (p = {hi['p']}) "
-            f"cannot even fit it (training error {hi['train_err']:.1%}). "
+    def gap(x: dict[str, Any]) -> str:
+        return f"test log-loss {x['loss_vs_best']:+.3f} ± {x['loss_vs_best_se']:.3f} against it"
+
+    low = (f"Too little dropout (p = {lo['p']}) memorises the training set and does worse on "
+           f"the test set ({gap(lo)})" if r["overfitting_side_worse"] else
+           f"Too little dropout (p = {lo['p']}) is not clearly worse here ({gap(lo)})")
+    high = (f"too much (p = {hi['p']}) cannot even fit it (training error "
+            f"{hi['train_err']:.1%}; {gap(hi)})" if r["underfitting_side_worse"] else
+            f"too much (p = {hi['p']}) is not clearly underfitting here (training error "
+            f"{hi['train_err']:.1%}; {gap(hi)})")
+    text = (f"Chosen on held-out validation data, p = {r['best_p']} works best. {low}; {high}. "
             + ("Both ends are worse on the test set, as the claim says."
                if r["holds"] else "Not both ends are clearly worse here, so the verdict is no."))
     seeds = any(x.get("loss_vs_best_ci95") for x in rows)  # (results stored before: none)

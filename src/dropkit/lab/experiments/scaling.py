@@ -163,10 +163,13 @@ def plot(fig: Any, r: dict[str, Any]) -> None:
 def explain(r: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
     """A plain sentence on what the result shows, and the numbers behind it."""
     z = max(r["inverted"]["max_abs_z"], r["classic"]["max_abs_z"])
-    text = (f"The two ways to keep a unit's expected output equal give the same model: test "
+    same = ("give the same model" if r["same_accuracy"] else
+            "should give the same model, but here they differ by more than 3 standard errors")
+    match = ("match" if r["same_expectation"] else "do not match")
+    text = (f"The two ways to keep a unit's expected output equal {same}: test "
             f"accuracy {r['inverted']['acc']['mean']:.1%} (inverted) and "
             f"{r['classic']['acc']['mean']:.1%} (classic). Averaged over {r['samples']} random "
-            f"masks, training-mode outputs match the test-mode output: the largest "
+            f"masks, training-mode outputs {match} the test-mode output: the largest "
             f"standardised difference |z| is {z:.1f} (above 6 would be a real mismatch).")
     table = [("scaling", "test accuracy", "test log-loss", "max |z|")]
     table += [(n, f"{r[n]['acc']['mean']:.3f}", f"{r[n]['nll']['mean']:.3f}",
