@@ -74,7 +74,10 @@ def _config_text(out: Path, protocol: dict[str, Any]) -> tuple[dict[str, Any], s
             "epochs")
     text = (
         f"data **{cfg['data']}**, mode **{cfg['mode']}**, recipe {cfg.get('recipe', 'default')};"
-        f" MLP hidden {m['hidden']} (ReLU), input dropout {m['input_p']}, {m['scaling']} "
+        f" MLP hidden {m['hidden']} (ReLU), input dropout {m['input_p']}"
+        + (" on every model, p = 0 included (p is the hidden layers' rate)"
+           if m["input_p"] else "")
+        + f", {m['scaling']} "
         f"scaling; {opt}, {_lr_text(protocol.get('lr', {}))}, batch "
         f"{t['batch_size']}, weight decay {t['weight_decay']}"
         + "".join(f", {e}" for e in extras)
