@@ -278,3 +278,20 @@ def test_an_executor_with_threads_gives_the_same_results(npz: Path, tmp_path: Pa
     assert threaded.trained == serial.trained == 2 * TINY["seeds"]
     assert threaded.results["overfitting"]["curves"] == serial.results["overfitting"]["curves"]
     assert threaded.results["overfitting"]["per_seed"] == serial.results["overfitting"]["per_seed"]
+
+
+def test_a_closed_pipe_is_no_traceback() -> None:
+    """``dropkit info | head -1``: the reader leaves early; dropkit exits quietly (141)."""
+    import subprocess
+    import sys
+
+    code = "import sys; from dropkit.cli import main; sys.exit(main(['info']))"
+    proc = subprocess.Popen([sys.executable, "-u", "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"dropkit ")
+    proc.stdout.close()  # the reader is gone before the rest is written
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err

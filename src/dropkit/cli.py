@@ -214,7 +214,8 @@ def _info() -> int:
     print(f"dropkit {dropkit.__version__}")
     print(f"python {platform.python_version()} ({sys.executable})")
     print(f"torch {torch.__version__} (threads: {torch.get_num_threads()}, "
-          f"cuda: {torch.cuda.is_available()})")
+          f"cuda: {torch.cuda.is_available()}, CPU kernels: "
+          f"{torch.backends.cpu.get_cpu_capability()}; `dropkit lab` asks for AVX2 on x86-64)")
     for dist in ("numpy", "numba", "triton", "scikit-learn", "mnist1d", "matplotlib", "rich"):
         try:
             version = metadata.version(dist)
@@ -256,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("dropkit: interrupted; every finished trial is stored: rerun with the same "
               "--out to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `dropkit info | head`: the reader left; no traceback
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # the shell's code for a process ended by SIGPIPE
     return 2
 
 
