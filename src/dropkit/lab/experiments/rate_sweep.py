@@ -86,12 +86,11 @@ def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
     n_test = len(data.y_test)
     rows = []
     y_test = data.y_test
-    per_example = []  # [len(ps)] arrays [N]: each p's test loss per example (seed mean)
+    seed_examples = []  # [len(ps)][seeds] arrays [N]: each trial's test loss per example
     for i, p in enumerate(cfg.ps):
         ts = got[i * cfg.seeds : (i + 1) * cfg.seeds]
         finals = [t.result["final"] for t in ts]
-        per_example.append(np.mean([example_losses(t.arrays["test_probs"], y_test)
-                                    for t in ts], axis=0))
+        seed_examples.append([example_losses(t.arrays["test_probs"], y_test) for t in ts])
         err = summary([1 - f["test_acc"] for f in finals])
         loss = summary([f["test_loss"] for f in finals])
         if cfg.seeds > 1:
@@ -121,9 +120,7 @@ def analyse(cfg: Config, got: Sequence[Trial], data: Dataset) -> dict[str, Any]:
     lo, hi = rows[0], rows[-1]
     seed_loss = [[t.result["final"]["test_loss"] for t in got[i * cfg.seeds:(i + 1) * cfg.seeds]]
                  for i in range(len(cfg.ps))]
-    seed_examples = [[example_losses(t.arrays["test_probs"], y_test)
-                      for t in got[i * cfg.seeds:(i + 1) * cfg.seeds]]
-                     for i in range(len(cfg.ps))]  # [len(ps)][seeds] arrays [N]
+    per_example = [np.mean(x, axis=0) for x in seed_examples]  # [len(ps)] [N]: seed means
     for i, r in enumerate(rows):  # the paired difference of test log-loss to the best p
         r["loss_vs_best"], r["loss_vs_best_se"] = _paired(per_example[i] - per_example[b])
         r["loss_vs_best_per_seed"] = [list(_paired(a - c)) for a, c in
