@@ -106,10 +106,11 @@ def work_anywhere(
     the driver runs. A pure function of its arguments, so a trial rerun elsewhere (its worker
     died) gives the same bits. A process runs one trial at a time, whatever its threads."""
     with _ONE_AT_A_TIME:
-        check_kernels(kernels)
         if _WORKER.get("key") != (data, cache_dir):
-            _init_worker(data, cache_dir, threads, kernels)
+            _init_worker(data, cache_dir, threads, kernels)  # checks the kernels too
             _WORKER["key"] = (data, cache_dir)
+        else:
+            check_kernels(kernels)  # (another driver may ask for another set)
         torch.set_num_threads(threads)
         return _work(spec)
 
