@@ -7,8 +7,9 @@ one kernel pass, then the per-row kernel), and torch's ``F.dropout`` for scale; 
 calls in one block (a forward's worth: the block's set-up is paid once) against four plain
 calls. Forward
 only, in ``torch.no_grad()``, and forward + backward. Lines run interleaved (round robin),
-so a shared, noisy machine slows them alike; each cell is the median of ``--repeats``
-samples of ``--calls`` calls. The target: sample-keyed / plain <= 1.2 at 2**20.
+so a shared, noisy machine slows them alike; each time is the median of ``--repeats``
+samples of ``--calls`` calls, each ratio the median of the ratios within one round (the
+order of the lines rotates between rounds). The target: sample-keyed / plain <= 1.2 at 2**20.
 
 Usage: ``python benchmarks/sample_keys.py [--repeats R] [--calls C] [--large]``.
 """
@@ -68,22 +69,33 @@ def _lines(rows: int, cols: int, grad: bool) -> dict[str, Callable[[], object]]:
 
 
 def _measure(lines: dict[str, Callable[[], object]], repeats: int, calls: int,
-             grad: bool) -> dict[str, float]:
+             grad: bool) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Medians per line, and each round's times (for ratios within one round). The order
+    of the lines rotates from round to round, so no line always follows the same one."""
     for f in lines.values():
         f()
-    samples: dict[str, list[float]] = {k: [] for k in lines}
+    names = list(lines)
+    rounds: list[dict[str, float]] = []
     gc.disable()
     try:
         with torch.set_grad_enabled(grad):
-            for _ in range(repeats):
-                for name, f in lines.items():
+            for i in range(repeats):
+                got: dict[str, float] = {}
+                for name in names[i % len(names):] + names[: i % len(names)]:
+                    f = lines[name]
                     t0 = time.perf_counter()
                     for _ in range(calls):
                         f()
-                    samples[name].append((time.perf_counter() - t0) / calls)
+                    got[name] = (time.perf_counter() - t0) / calls
+                rounds.append(got)
     finally:
         gc.enable()
-    return {k: statistics.median(v) for k, v in samples.items()}
+    return {k: statistics.median(r[k] for r in rounds) for k in names}, rounds
+
+
+def _ratio(rounds: list[dict[str, float]], num: str, den: str) -> float:
+    """The median over rounds of ``num / den`` timed in the same round."""
+    return statistics.median(r[num] / r[den] for r in rounds)
 
 
 def main() -> None:
@@ -105,11 +117,11 @@ def main() -> None:
         for rows in (64, 1024, 4096, 16384):
             cols = n // rows
             for grad in (False, True):
-                med = _measure(_lines(rows, cols, grad), args.repeats, args.calls, grad)
-                ratio = med["dropkit sample-keyed"] / med["dropkit plain"]
+                med, rounds = _measure(_lines(rows, cols, grad), args.repeats, args.calls, grad)
+                ratio = _ratio(rounds, "dropkit sample-keyed", "dropkit plain")
                 mode = "fwd+bwd" if grad else "forward"
                 flag = "" if ratio <= TARGET or log2 != 20 else " (over 1.2x)"
-                block = med["sample-keyed x4 in one block"] / med["plain x4"]
+                block = _ratio(rounds, "sample-keyed x4 in one block", "plain x4")
                 print(f"| 2^{log2} | {rows} x {cols} | {mode} | "
                       f"{med['torch F.dropout'] * 1e3:.3f} | {med['dropkit plain'] * 1e3:.3f} | "
                       f"{med['dropkit sample-keyed'] * 1e3:.3f} | {ratio:.2f}x{flag} | "

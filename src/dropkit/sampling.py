@@ -109,21 +109,52 @@ class SampleKeys:
         self._ids, self._seed = ids, seed
         self._state: _sample_context.SampleState | None = None
 
-    @torch.compiler.disable
     def __enter__(self) -> None:
+        if torch.compiler.is_compiling():  # (a compiled function opens it: run it eagerly)
+            return _disabled(self._enter)()
+        self._enter()
+
+    def __exit__(self, *exc: object) -> None:
+        if torch.compiler.is_compiling():
+            return _disabled(self._exit)()
+        self._exit()
+
+    def _enter(self) -> None:
         if self._state is not None:
             raise RuntimeError("this sample_keys block is open already; make a new one")
         ids = _check_ids(self._ids)
-        seed_t = keys.scalar_seed(self._seed, None)
+        seed_t = _seed_tensor(self._seed)
         derive = keyed.id_deriver(int(seed_t), ids, keys.SAMPLE_DOMAIN)
         state = _sample_context.SampleState(seed_t, ids, threading.get_ident(), derive)
         _sample_context.open_block(state)
         self._state = state
 
-    @torch.compiler.disable
-    def __exit__(self, *exc: object) -> None:
+    def _exit(self) -> None:
         if self._state is not None:
             _sample_context.closed(self._state)
+
+
+_LAST_SEED: tuple[int, torch.Tensor] | None = None  # (seed, its tensor): runs reuse one seed
+
+
+def _seed_tensor(seed: int | torch.Tensor | None) -> torch.Tensor:
+    """``keys.scalar_seed(seed, None)``, the tensor of a repeated int seed made once (the
+    block only reads it; making it costs more than the rest of a block's set-up)."""
+    global _LAST_SEED
+    if type(seed) is not int:
+        return keys.scalar_seed(seed, None)
+    last = _LAST_SEED
+    if last is not None and last[0] == seed:
+        return last[1]
+    tensor = keys.scalar_seed(seed, None)
+    _LAST_SEED = (seed, tensor)
+    return tensor
+
+
+def _disabled(f: Any) -> Any:
+    """``f`` excluded from torch.compile's graph (it runs eagerly, a graph break). Applied
+    only while compiling: the wrapper costs several microseconds on every eager call."""
+    return torch.compiler.disable(f)
 
 
 class IndexedDataset(torch.utils.data.Dataset):

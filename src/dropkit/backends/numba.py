@@ -79,13 +79,14 @@ def load() -> NumbaBackend:
     return NumbaBackend(kernels)
 
 
-_MASK32 = np.uint64(rng.MASK32)
-_S32 = np.uint64(32)
 
 
 def _key(seed: int, thresh: int) -> tuple[np.uint64, np.uint64, np.uint64]:
     k0, k1 = rng.seed_key(seed)
     return np.uint64(k0), np.uint64(k1), np.uint64(thresh)
+
+
+_U64 = (1 << 64) - 1
 
 
 def _row_keys(seed: torch.Tensor, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -97,6 +98,13 @@ def _row_keys(seed: torch.Tensor, rows: int) -> tuple[np.ndarray, np.ndarray]:
         return np.full(rows, k0, dtype=np.uint64), np.full(rows, k1, dtype=np.uint64)
     keys = seed.detach().contiguous().numpy().view(np.uint64)
     return keys & np.uint64(rng.MASK32), keys >> np.uint64(32)
+
+
+def _packed_keys(seed: torch.Tensor, rows: int) -> np.ndarray:
+    """Each row's 64-bit key as a uint64 array ``[rows]`` (the form the row kernels take)."""
+    if seed.dim() == 0:
+        return np.full(rows, int(seed) & _U64, dtype=np.uint64)
+    return seed.detach().contiguous().numpy().view(np.uint64)
 
 
 def _flat(t: torch.Tensor) -> np.ndarray:
@@ -208,18 +216,18 @@ class NumbaBackend:
         n = x.numel()
         if n == 0:
             return
-        keys0, keys1 = _row_keys(seed, rows)
+        keys = _packed_keys(seed, rows)
         if x.dtype in (torch.float16, torch.bfloat16):
             # Widen exactly, scale in float32, narrow with torch's rounding: the
             # reference's own path, so bit-identical (NaN bits included).
             wide = x.detach().float()
             wa = _flat(wide)
-            self._rows(wa, wa, row_len, keys0, keys1, offset, thresh, w_keep, w_drop)
+            self._rows(wa, wa, row_len, keys, offset, thresh, w_keep, w_drop)
             out.detach().copy_(wide)
             return
         xa = _flat(x)
         oa = xa if out is x else _flat(out)
-        self._rows(xa, oa, row_len, keys0, keys1, offset, thresh, w_keep, w_drop)
+        self._rows(xa, oa, row_len, keys, offset, thresh, w_keep, w_drop)
 
     def scale_groups_keys(
         self,
@@ -395,8 +403,8 @@ class NumbaBackend:
     def id_deriver(
         self, seed: int, ids: torch.Tensor, domain: int
     ) -> Callable[[int], torch.Tensor] | None:
-        """``call -> keys`` for fixed ``(seed, ids, domain)``: the ids' words and the key are
-        split once, so each call is one kernel pass. None to decline."""
+        """``call -> keys`` for fixed ``(seed, ids, domain)``: one kernel pass per call, which
+        splits the ids' words itself. None to decline."""
         if ids.device.type != "cpu" or type(ids) is not torch.Tensor:
             return None
         if torch._C._are_functorch_transforms_active():
@@ -404,13 +412,12 @@ class NumbaBackend:
         if ids.dtype != torch.int64 or not ids.is_contiguous():
             ids = ids.to(torch.int64).contiguous()
         v = ids.numpy().reshape(-1).view(np.uint64)
-        lo, hi = v & _MASK32, v >> _S32
         k0, k1 = (np.uint64(k) for k in rng.seed_key(seed))
-        dom, shape, kernel = np.uint64(domain), ids.shape, self._k.derive_keys
+        dom, shape, kernel = np.uint64(domain), ids.shape, self._k.derive_id_keys
 
         def derive(call: int) -> torch.Tensor:
             out = torch.empty(shape, dtype=torch.int64)  # (cheaper than from_numpy)
-            kernel(out.numpy().reshape(-1).view(np.uint64), lo, hi, k0, k1, np.uint64(call), dom)
+            kernel(out.numpy().view(np.uint64), v, k0, k1, np.uint64(call), dom)
             return out
 
         return derive
@@ -420,24 +427,28 @@ class NumbaBackend:
         xa: np.ndarray,
         oa: np.ndarray,
         row_len: int,
-        keys0: np.ndarray,
-        keys1: np.ndarray,
+        keys: np.ndarray,
         offset: int,
         thresh: int,
         w_keep: float,
         w_drop: float,
     ) -> None:
+        k = self._k
         ftype = xa.dtype.type
         args = (np.uint64(offset), np.uint64(thresh), ftype(w_keep), ftype(w_drop))
-        rows = keys0.shape[0]
         step = self._step(xa.shape[0])
-        if step and rows > 1:  # parts of whole rows, about ``step`` elements each
-            per_part = max(1, step // max(row_len, 1))
-            self._k.scale_rows_parallel(xa, oa, row_len, keys0, keys1, *args, per_part)
-        elif 4 <= row_len < self._k.SHORT_ROW and row_len % 4 == 0 and offset % 4 == 0:
-            self._k.scale_short_rows(xa, oa, row_len, keys0, keys1, *args)
+        whole = row_len % 4 == 0 and offset % 4 == 0  # rows of whole Philox counters
+        if whole and row_len >= k.SHORT_ROW:  # one flat walk of blocks, split anywhere
+            if step:
+                k.scale_rows_flat_parallel(xa, oa, row_len, keys, *args, step >> 2)
+            else:
+                k.scale_rows_flat(xa, oa, row_len, keys, *args)
+        elif step and keys.shape[0] > 1:  # parts of whole rows, about ``step`` elements each
+            k.scale_rows_parallel(xa, oa, row_len, keys, *args, max(1, step // max(row_len, 1)))
+        elif whole and row_len >= 4:
+            k.scale_short_rows(xa, oa, row_len, keys, *args)
         else:
-            self._k.scale_rows_serial(xa, oa, row_len, keys0, keys1, *args)
+            k.scale_rows_serial(xa, oa, row_len, keys, *args)
 
     def scale_pack(
         self,

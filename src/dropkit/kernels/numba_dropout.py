@@ -39,6 +39,7 @@ __all__ = [
     "SHORT_ROW",
     "bits_at",
     "bits_rows",
+    "derive_id_keys",
     "derive_keys",
     "drop_block_rows",
     "keep_mask_at",
@@ -50,6 +51,8 @@ __all__ = [
     "scale_bf16_serial",
     "scale_groups",
     "scale_parallel",
+    "scale_rows_flat",
+    "scale_rows_flat_parallel",
     "scale_rows_parallel",
     "scale_rows_serial",
     "scale_serial",
@@ -303,7 +306,8 @@ def keep_mask_parallel(
 # start at any element index ``start`` of the stream (a misaligned head of up to three
 # elements reads lanes ``start & 3 ..`` of one counter, the rest runs the aligned kernel),
 # and the ``*_rows`` kernels give each row of a ``[rows, row_len]`` array its own key
-# (``keys0[r]``, ``keys1[r]``): element ``j`` of row ``r`` is element ``start + j`` of the
+# (``keys0[r]``, ``keys1[r]``; the ``scale_rows*`` kernels take the 64-bit ``keys[r]``):
+# element ``j`` of row ``r`` is element ``start + j`` of the
 # stream keyed by row ``r``'s key (docs/mask-spec.md, "Keys").
 
 
@@ -391,20 +395,21 @@ def scale_rows_serial(
     x: np.ndarray,
     out: np.ndarray,
     row_len: int,
-    keys0: np.ndarray,
-    keys1: np.ndarray,
+    keys: np.ndarray,
     start: np.uint64,
     thresh: np.uint64,
     w_keep: np.floating,
     w_drop: np.floating,
 ) -> None:
     """``scale_at`` on each row of flat ``[rows * row_len]`` arrays, row ``r`` keyed by
-    ``(keys0[r], keys1[r])``; one scratch block for all rows."""
+    ``keys[r]`` (the 64-bit key, uint64: Philox key ``(lo32, hi32)``); one scratch block
+    for all rows. The ``scale_rows*`` kernels all take keys so (no split in Python)."""
     bits = np.empty(_NB, np.uint32)
-    for r in range(keys0.shape[0]):
+    for r in range(keys.shape[0]):
         lo = r * row_len
         hi = lo + row_len
-        _scale_at_run(x[lo:hi], out[lo:hi], start, keys0[r], keys1[r], thresh, w_keep,
+        k = keys[r]
+        _scale_at_run(x[lo:hi], out[lo:hi], start, k & _M, k >> _S32, thresh, w_keep,
                       w_drop, bits)
 
 
@@ -413,8 +418,7 @@ def scale_rows_parallel(
     x: np.ndarray,
     out: np.ndarray,
     row_len: int,
-    keys0: np.ndarray,
-    keys1: np.ndarray,
+    keys: np.ndarray,
     start: np.uint64,
     thresh: np.uint64,
     w_keep: np.floating,
@@ -423,18 +427,114 @@ def scale_rows_parallel(
 ) -> None:
     """``scale_rows_serial`` in parts of ``rows_per_part`` rows run in parallel (one scratch
     block per part, so short rows cost no allocation each)."""
-    rows = keys0.shape[0]
+    rows = keys.shape[0]
     for part in prange((rows + rows_per_part - 1) // rows_per_part):
         r0 = part * rows_per_part
         r1 = min(rows, r0 + rows_per_part)
         lo = r0 * row_len
         hi = r1 * row_len
         if short_rows_ok(row_len, start):
-            scale_short_rows(x[lo:hi], out[lo:hi], row_len, keys0[r0:r1], keys1[r0:r1], start,
-                             thresh, w_keep, w_drop)
+            scale_short_rows(x[lo:hi], out[lo:hi], row_len, keys[r0:r1], start, thresh,
+                             w_keep, w_drop)
         else:
-            scale_rows_serial(x[lo:hi], out[lo:hi], row_len, keys0[r0:r1], keys1[r0:r1],
-                              start, thresh, w_keep, w_drop)
+            scale_rows_serial(x[lo:hi], out[lo:hi], row_len, keys[r0:r1], start, thresh,
+                              w_keep, w_drop)
+
+
+@njit(**_OPTS)
+def _scale_flat_run(
+    x: np.ndarray,
+    out: np.ndarray,
+    c_lo: int,
+    c_hi: int,
+    per_row: int,
+    keys: np.ndarray,
+    first: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.floating,
+    w_drop: np.floating,
+    bits: np.ndarray,
+) -> None:
+    """Counters ``c_lo .. c_hi - 1`` of the flat counter space of ``[rows, per_row]``
+    counters (``c_lo`` a multiple of ``BLOCK``): counter ``g`` is counter
+    ``first + g % per_row`` of row ``g // per_row``'s stream. Each block of ``BLOCK``
+    counters draws its rows' runs (one ``_philox_block`` per run, the key uniform in it),
+    then one vector pass scales the block's elements. ``bits`` holds ``4 * BLOCK + 8``
+    entries (a run of odd length draws one counter past itself)."""
+    th = np.uint32(thresh)
+    inplace = x.ctypes.data == out.ctypes.data
+    r = c_lo // per_row
+    c = c_lo - r * per_row
+    for b0 in range(c_lo, c_hi, BLOCK):
+        end = min(b0 + BLOCK, c_hi)
+        g = b0
+        while g < end:
+            m = min(end - g, per_row - c)
+            k0 = keys[r] & _M
+            k1 = keys[r] >> _S32
+            if g == b0:
+                _philox_block(first + np.uint64(c), m, k0, k1, bits)
+            else:
+                _philox_block(first + np.uint64(c), m, k0, k1, bits[4 * (g - b0) :])
+            g += m
+            c += m
+            if c == per_row:
+                c = 0
+                r += 1
+        n = 4 * (end - b0)
+        xs = x[4 * b0 : 4 * b0 + n]
+        if inplace:
+            for t in range(n):
+                xs[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
+        else:
+            os = out[4 * b0 : 4 * b0 + n]
+            for t in range(n):
+                os[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
+
+
+@njit(**_OPTS)
+def scale_rows_flat(
+    x: np.ndarray,
+    out: np.ndarray,
+    row_len: int,
+    keys: np.ndarray,
+    start: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.floating,
+    w_drop: np.floating,
+) -> None:
+    """``scale_rows_serial`` for rows of whole counters (``row_len`` and ``start``
+    multiples of 4): the rows are walked as one flat run of blocks, so a row costs no call
+    and no slice of its own (rows of ``SHORT_ROW`` or more elements: shorter ones would
+    cut every block into many runs; ``scale_short_rows`` serves those)."""
+    bits = np.empty(_NB + 8, np.uint32)
+    per_row = row_len >> 2
+    _scale_flat_run(x, out, 0, keys.shape[0] * per_row, per_row, keys, start >> np.uint64(2),
+                    thresh, w_keep, w_drop, bits)
+
+
+@njit(parallel=True, **_OPTS)
+def scale_rows_flat_parallel(
+    x: np.ndarray,
+    out: np.ndarray,
+    row_len: int,
+    keys: np.ndarray,
+    start: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.floating,
+    w_drop: np.floating,
+    step: int,
+) -> None:
+    """``scale_rows_flat`` in parts of ``step`` counters (a multiple of ``BLOCK``) run in
+    parallel; a part may start and end inside a row."""
+    per_row = row_len >> 2
+    total = keys.shape[0] * per_row
+    first = start >> np.uint64(2)
+    for part in prange((total + step - 1) // step):
+        bits = np.empty(_NB + 8, np.uint32)
+        lo = part * step
+        _scale_flat_run(x, out, lo, min(total, lo + step), per_row, keys, first, thresh,
+                        w_keep, w_drop, bits)
 
 
 @njit(inline="always", **_OPTS)
@@ -455,16 +555,16 @@ def _rounds(
 
 
 @njit(**_OPTS)
-def _philox_lanes(
-    ctrs: np.ndarray, k0s: np.ndarray, k1s: np.ndarray, n: int, bits: np.ndarray
-) -> None:
-    """Draws of ``n`` (counter, key) pairs: pair ``j`` is counter ``ctrs[j]`` under key
-    ``(k0s[j], k1s[j])``, into ``bits[4 * j + lane]``. One vectorised loop over pairs, so
-    many short rows cost what one long row does."""
+def _philox_lanes(ctrs: np.ndarray, keys: np.ndarray, n: int, bits: np.ndarray) -> None:
+    """Draws of ``n`` (counter, key) pairs: pair ``j`` is counter ``ctrs[j]`` under the 64-bit
+    key ``keys[j]``, into ``bits[4 * j + lane]``. One vectorised loop over pairs, so many
+    short rows cost what one long row does (one key array: each key's halves are split in
+    the loop, cheaper than filling and loading two)."""
     zero = np.uint64(0)
     for j in range(n):
         ctr = ctrs[j]
-        c0, c1, c2, c3 = _rounds(ctr & _M, ctr >> _S32, zero, zero, k0s[j] & _M, k1s[j] & _M)
+        k = keys[j]
+        c0, c1, c2, c3 = _rounds(ctr & _M, ctr >> _S32, zero, zero, k & _M, k >> _S32)
         bits[4 * j] = np.uint32(c0)
         bits[4 * j + 1] = np.uint32(c1)
         bits[4 * j + 2] = np.uint32(c2)
@@ -482,8 +582,7 @@ def scale_short_rows(
     x: np.ndarray,
     out: np.ndarray,
     row_len: int,
-    keys0: np.ndarray,
-    keys1: np.ndarray,
+    keys: np.ndarray,
     start: np.uint64,
     thresh: np.uint64,
     w_keep: np.floating,
@@ -495,28 +594,28 @@ def scale_short_rows(
     whole counters: ``start`` and ``row_len`` multiples of 4, ``row_len >= 4``
     (``short_rows_ok``).
     """
-    rows = keys0.shape[0]
+    rows = keys.shape[0]
     first = start >> np.uint64(2)
     per_row = row_len >> 2  # counters of one row; pair g covers elements 4g .. 4g + 3
     # (no early return for per_row == 0 here: callers pass row_len >= 4, and the branch
     # alone made LLVM compile the loops below 30% slower)
     span = max(1, BLOCK // per_row)  # whole rows per block: no row straddles two blocks
-    ctrs = np.empty(span * per_row, np.uint64)
-    k0s = np.empty(span * per_row, np.uint64)
-    k1s = np.empty(span * per_row, np.uint64)
+    ctrs = np.empty(span * per_row, np.uint64)  # the same for every block: filled once
+    for rr in range(span):
+        for c in range(per_row):
+            ctrs[rr * per_row + c] = first + np.uint64(c)
+    ks = np.empty(span * per_row, np.uint64)
     bits = np.empty(4 * span * per_row, np.uint32)
     th = np.uint32(thresh)
     for r0 in range(0, rows, span):
         nr = min(span, rows - r0)
         for rr in range(nr):  # the block's pairs: row rr, counters first .. first + per_row
-            k0 = keys0[r0 + rr]
-            k1 = keys1[r0 + rr]
+            k = keys[r0 + rr]
+            kr = ks[rr * per_row : rr * per_row + per_row]
             for c in range(per_row):
-                ctrs[rr * per_row + c] = first + np.uint64(c)
-                k0s[rr * per_row + c] = k0
-                k1s[rr * per_row + c] = k1
+                kr[c] = k
         n = nr * per_row
-        _philox_lanes(ctrs, k0s, k1s, n, bits)
+        _philox_lanes(ctrs, ks, n, bits)
         lo = r0 * row_len
         xs = x[lo : lo + 4 * n]
         os = out[lo : lo + 4 * n]
@@ -700,5 +799,23 @@ def derive_keys(
     domain), key=(key0, key1))`` (uint64 out; uint32 values in the uint64 ``c0``/``c1``)."""
     for i in range(out.shape[0]):
         w0, w1, _, _ = _rounds(c0[i] & _M, c1[i] & _M, call & _M, domain & _M, key0 & _M,
+                               key1 & _M)
+        out[i] = w0 | (w1 << _S32)
+
+
+@njit(**_OPTS)
+def derive_id_keys(
+    out: np.ndarray,
+    ids: np.ndarray,
+    key0: np.uint64,
+    key1: np.uint64,
+    call: np.uint64,
+    domain: np.uint64,
+) -> None:
+    """``derive_keys`` with the counter words ``(lo32(id), hi32(id))`` of uint64 ``ids``
+    split here (so a sample-keyed call splits nothing in Python)."""
+    for i in range(out.shape[0]):
+        v = ids[i]
+        w0, w1, _, _ = _rounds(v & _M, v >> _S32, call & _M, domain & _M, key0 & _M,
                                key1 & _M)
         out[i] = w0 | (w1 << _S32)
