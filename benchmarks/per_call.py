@@ -359,7 +359,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter samples")
     parser.add_argument("--calls", type=int, default=None, help="calls per sample (200)")
-    parser.add_argument("--repeats", type=int, default=None, help="samples per line (15)")
+    parser.add_argument("--repeats", type=int, default=None, help="samples per line (61)")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch.set_num_threads (dropkit follows it)"
     )
@@ -367,7 +367,7 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     calls = args.calls if args.calls is not None else (50 if args.quick else 200)
-    repeats = args.repeats if args.repeats is not None else (7 if args.quick else 15)
+    repeats = args.repeats if args.repeats is not None else (7 if args.quick else 61)
     try:
         be = repr(dropkit.backends.resolve(torch.empty(N)).name)
     except Exception as err:
