@@ -123,3 +123,13 @@ def test_a_wrong_kept_multiplier_is_caught(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(seeded, "KEEP_BYTES", 0)
     y_regen, g_regen, _ = _run(fn, x)
     assert not torch.equal(y_bug, y_regen) and not torch.equal(g_bug, g_regen)
+
+
+def test_the_kept_affine_is_one_autograd_node() -> None:
+    """Alpha dropout's ``x * w + b`` keeps one node (the product's; ``b`` is a constant),
+    and its gradient is still ``w`` (checked bit for bit above, against regeneration)."""
+    x = torch.randn(8, 64, requires_grad=True)
+    y = F.alpha_dropout(x, 0.3, True, seed=3)
+    assert y.grad_fn.name() == "MulBackward0"
+    assert y.grad_fn.next_functions[0][0].variable is x
+    assert torch.equal(y.detach(), F.alpha_dropout(x.detach(), 0.3, True, seed=3))

@@ -471,7 +471,13 @@ class SeededMultiply:
             return _holding(x.mul_(weight), seed)  # one write, one version bump
         y = _holding((x if same else x.to(dtype)) * weight, seed)
         if b is not None:
-            y = y + b
+            if _fwad._current_level < 0:
+                # ``b`` is a constant: the gradient of ``x * w + b`` is the product's, so the
+                # add goes into the product's storage (the same separate, rounded add) and
+                # autograd keeps one node, not two.
+                y.detach().add_(b)
+            else:  # (forward AD: the dual tensor's own add)
+                y = y + b
         if inplace:
             return x.copy_(y)
         return y if same else y.to(x.dtype)
