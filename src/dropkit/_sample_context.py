@@ -158,4 +158,6 @@ def replayed_call(handle: Handle) -> tuple[SampleState, int] | None:
 
 def kept() -> bool:
     """Whether any block is open or remembered (a cheap test before any lookup)."""
-    return bool(_BY_THREAD) or bool(_KEPT) or len(_LIVE) > 0
+    # (``_LIVE.data``, the weak set's own set: C-level, where ``len(_LIVE)`` runs Python;
+    # a dead entry not yet swept only sends a call down the slower, equal path)
+    return bool(_BY_THREAD) or bool(_KEPT) or bool(_LIVE.data)

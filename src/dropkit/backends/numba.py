@@ -373,15 +373,16 @@ class NumbaBackend:
         if indices.device.type != "cpu" or torch._C._are_functorch_transforms_active():
             return None  # (under torch.func the reference's torch ops serve)
         f = np.float32 if dtype == torch.float32 else np.float64
-        out = np.empty(indices.numel(), f)  # (numpy's allocation is the cheaper one)
-        if out.shape[0]:
-            idx = indices.to(torch.int64).contiguous().numpy().reshape(-1)
+        out = torch.empty(indices.shape, dtype=dtype)  # (cheaper than from_numpy + view)
+        if out.numel():
+            if indices.dtype != torch.int64 or not indices.is_contiguous():
+                indices = indices.to(torch.int64).contiguous()
             k0, k1 = rng.seed_key(int(seed))
             self._k.select_at(
-                out, idx, np.int64(offset), np.uint64(k0), np.uint64(k1),
-                np.uint64(thresh), f(w_keep), f(w_drop),
+                out.numpy().reshape(-1), indices.numpy().reshape(-1), np.int64(offset),
+                np.uint64(k0), np.uint64(k1), np.uint64(thresh), f(w_keep), f(w_drop),
             )
-        return torch.from_numpy(out).view(indices.shape)
+        return out
 
     def derive_keys(
         self, seed: int, c0: torch.Tensor, c1: torch.Tensor, call: int, domain: int
