@@ -44,8 +44,13 @@ def _multiplier(
         keyed.scale(out, out, seed, offset, thresh, a, b)
         return out
 
-    bias = select(b_keep, b_drop) if (b_keep != 0.0 or b_drop != 0.0) else None
-    return select(w_keep, w_drop), bias
+    if b_keep == 0.0 and b_drop == 0.0:
+        return select(w_keep, w_drop), None
+    pair = keyed.select_pair(seed, offset, math.prod(mask_shape), thresh, tuple(floats),
+                             dtype, device)  # (both halves from one draw, where it can)
+    if pair is not None:
+        return pair[0].view(mask_shape), pair[1].view(mask_shape)
+    return select(w_keep, w_drop), select(b_keep, b_drop)
 
 
 def _fused(

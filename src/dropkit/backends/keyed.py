@@ -30,6 +30,7 @@ __all__ = [
     "scale",
     "scale_groups",
     "select_at",
+    "select_pair",
 ]
 
 _REFERENCE = ReferenceBackend()
@@ -125,6 +126,24 @@ def scale_groups(
     if method is None:
         return False
     return method(x, out, seed, offset, rows, row_len, mid, inner, thresh, weights)
+
+
+def select_pair(
+    seed: torch.Tensor,
+    offset: int,
+    numel: int,
+    thresh: int,
+    weights: tuple[float, float, float, float],
+    dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(w, b)`` ``[numel]`` in ``dtype``: ``(w_keep, b_keep)`` where the call's mask keeps,
+    else ``(w_drop, b_drop)`` (``weights`` in that order), from one draw where the backend
+    can (a scalar key at offset 0); None otherwise (the caller selects each half)."""
+    if not _simple(seed, offset):
+        return None
+    method = getattr(resolve(_probe(device)), "select_pair", None)
+    return None if method is None else method(numel, int(seed), thresh, weights, dtype)
 
 
 def select_at(

@@ -357,6 +357,28 @@ class NumbaBackend:
         )
         return True
 
+    def select_pair(
+        self,
+        numel: int,
+        seed: int,
+        thresh: int,
+        weights: tuple[float, float, float, float],
+        dtype: torch.dtype,
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(w, b)`` ``[numel]`` of an affine multiplier in one serial pass, scalar key from
+        element 0; None to decline (other dtypes, or large enough for parallel passes)."""
+        if dtype not in (torch.float32, torch.float64) or numel >= 2 * self._min_part:
+            return None
+        w, b = torch.empty(numel, dtype=dtype), torch.empty(numel, dtype=dtype)
+        if numel:
+            f = np.float32 if dtype == torch.float32 else np.float64
+            k0, k1 = rng.seed_key(seed)
+            self._k.select_pair_serial(
+                w.numpy(), b.numpy(), np.uint64(k0), np.uint64(k1), np.uint64(thresh),
+                *(f(v) for v in weights),
+            )
+        return w, b
+
     def select_at_keys(
         self,
         seed: torch.Tensor,

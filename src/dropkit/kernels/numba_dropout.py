@@ -58,6 +58,7 @@ __all__ = [
     "scale_serial",
     "scale_short_rows",
     "select_at",
+    "select_pair_serial",
     "short_rows_ok",
 ]
 
@@ -286,6 +287,34 @@ def keep_mask_serial(
         os = out[start : start + m]  # block slice indexed from 0 (see scale_serial)
         for t in range(m):
             os[t] = bits[t] >= th
+
+
+@njit(**_OPTS)
+def select_pair_serial(
+    w: np.ndarray,
+    b: np.ndarray,
+    key0: np.uint64,
+    key1: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.floating,
+    w_drop: np.floating,
+    b_keep: np.floating,
+    b_drop: np.floating,
+) -> None:
+    """Both halves of an affine multiplier from one draw, from counter 0: ``w[i], b[i] =
+    (w_keep, b_keep)`` where element ``i`` is kept, else ``(w_drop, b_drop)`` (flat arrays
+    of the weights' dtype; the values are what ``scale_serial`` of ones gives)."""
+    bits = np.empty(_NB, np.uint32)
+    th = np.uint32(thresh)
+    for start in range(0, w.shape[0], _NB):
+        m = min(_NB, w.shape[0] - start)
+        _philox_block(np.uint64(start >> 2), (m + 3) >> 2, key0, key1, bits)
+        ws = w[start : start + m]
+        bs = b[start : start + m]
+        for t in range(m):
+            keep = bits[t] >= th
+            ws[t] = w_keep if keep else w_drop
+            bs[t] = b_keep if keep else b_drop
 
 
 @njit(parallel=True, **_OPTS)
