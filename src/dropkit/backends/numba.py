@@ -79,14 +79,9 @@ def load() -> NumbaBackend:
     return NumbaBackend(kernels)
 
 
-
-
 def _key(seed: int, thresh: int) -> tuple[np.uint64, np.uint64, np.uint64]:
     k0, k1 = rng.seed_key(seed)
     return np.uint64(k0), np.uint64(k1), np.uint64(thresh)
-
-
-_U64 = (1 << 64) - 1
 
 
 def _row_keys(seed: torch.Tensor, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +98,7 @@ def _row_keys(seed: torch.Tensor, rows: int) -> tuple[np.ndarray, np.ndarray]:
 def _packed_keys(seed: torch.Tensor, rows: int) -> np.ndarray:
     """Each row's 64-bit key as a uint64 array ``[rows]`` (the form the row kernels take)."""
     if seed.dim() == 0:
-        return np.full(rows, int(seed) & _U64, dtype=np.uint64)
+        return np.full(rows, int(seed) % (1 << 64), dtype=np.uint64)
     return seed.detach().contiguous().numpy().view(np.uint64)
 
 
