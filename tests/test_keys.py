@@ -85,14 +85,16 @@ def test_numba_keyed_scale_matches_the_reference_serial_and_parallel(dtype, rows
 @pytest.mark.parametrize(
     ("rows", "row_len"),
     [(3, 512), (5, 516), (7, 768), (2, 1028), (65, 1024), (33, 2052), (160, 520), (1, 70000),
-     (300, 4), (37, 64), (9, 508), (1100, 64), (300, 260)],
+     (300, 4), (37, 64), (9, 508), (1100, 64), (300, 260), (41, 128), (9, 480), (23, 160),
+     (300, 256)],
 )
 @pytest.mark.parametrize("offset", [0, 4, 2])
 def test_numba_row_kernels_match_the_reference_for_every_row_split(rows, row_len, offset):
     """Rows of whole counters run as one flat walk of blocks (``scale_rows_flat``), whose
     blocks and parallel parts start and end inside rows, and shorter rows share blocks
-    (``scale_short_rows``): every split matches the reference. (65 x 1024, 1100 x 64 and
-    300 x 260 run the parallel kernels; offset 2 takes the per-row kernels.)"""
+    (``scale_short_rows``; rows of 128 to 508 elements in groups of eight counters:
+    ``scale_rows_by_eight``): every split matches the reference. (65 x 1024, 1100 x 64,
+    300 x 260 and 300 x 256 run the parallel kernels; offset 2 takes the per-row kernels.)"""
     seed = torch.arange(rows) * 7919 - 3 if rows > 1 else torch.tensor(-5)
     x = torch.randn(rows * row_len)
     x[::31] = float("nan")

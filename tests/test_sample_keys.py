@@ -116,6 +116,21 @@ def test_kernel_derivation_matches_the_reference() -> None:
                                                call, domain), ref)
 
 
+@pytest.mark.parametrize("rows", [5, 3000, 8192, 20001])
+def test_id_derivation_matches_the_reference_serial_and_parallel(rows: int) -> None:
+    """A block's per-call derivation (numba: one pass, in parallel parts from 8192 ids on)
+    is the torch reference's, bit for bit, for ids across the whole 63-bit range."""
+    g = torch.Generator().manual_seed(rows)
+    ids = torch.randint(0, 2**63 - 1, (rows,), generator=g)
+    ids[: min(rows, 3)] = torch.tensor([0, 2**32 - 1, 2**32])[: min(rows, 3)]
+    for seed in (0, 2**64 - 1):
+        with dropkit.use_backend("numba"):
+            derive = keyed.id_deriver(seed, ids, keys.SAMPLE_DOMAIN)
+        for call in (0, 5, 2**32 - 1):
+            ref = rng.derive_keys(seed, ids & rng.MASK32, ids >> 32, call, keys.SAMPLE_DOMAIN)
+            assert torch.equal(derive(call), ref)
+
+
 def test_calls_in_a_block_differ_and_blocks_restart() -> None:
     x = torch.ones(5, 200)
     with dropkit.sample_keys(IDS, seed=1):

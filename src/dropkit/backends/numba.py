@@ -41,6 +41,7 @@ __all__ = ["NumbaBackend", "load"]
 _SERVED = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _MISSING = "numba is not installed; install it with `pip install dropkit[cpu]`"
 _ZERO = np.uint64(0)
+_PARALLEL_IDS = 4096  # ids per part of a parallel key derivation (measured: 8192 ids break even)
 
 
 _failed: list[ImportError] = []  # remembered, so a missing numba costs one import attempt
@@ -431,7 +432,19 @@ class NumbaBackend:
             ids = ids.to(torch.int64).contiguous()
         v = ids.numpy().reshape(-1).view(np.uint64)
         k0, k1 = (np.uint64(k) for k in rng.seed_key(seed))
-        dom, shape, kernel = np.uint64(domain), ids.shape, self._k.derive_id_keys
+        dom, shape = np.uint64(domain), ids.shape
+        parts = self._parts(v.shape[0], _PARALLEL_IDS)
+        if parts > 1:  # (decided once per block: the thread count is read here only)
+            step = -(-v.shape[0] // parts)
+            parallel = self._k.derive_id_keys_parallel
+
+            def derive(call: int) -> torch.Tensor:
+                out = torch.empty(shape, dtype=torch.int64)
+                parallel(out.numpy().view(np.uint64), v, k0, k1, np.uint64(call), dom, step)
+                return out
+
+            return derive
+        kernel = self._k.derive_id_keys
 
         def derive(call: int) -> torch.Tensor:
             out = torch.empty(shape, dtype=torch.int64)  # (cheaper than from_numpy)
@@ -463,6 +476,8 @@ class NumbaBackend:
                 k.scale_rows_flat(xa, oa, row_len, keys, *args)
         elif step and keys.shape[0] > 1:  # parts of whole rows, about ``step`` elements each
             k.scale_rows_parallel(xa, oa, row_len, keys, *args, max(1, step // max(row_len, 1)))
+        elif k.eight_rows_ok(row_len, args[0]):
+            k.scale_rows_by_eight(xa, oa, row_len, keys, *args)
         elif whole and row_len >= 4:
             k.scale_short_rows(xa, oa, row_len, keys, *args)
         else:
@@ -546,16 +561,24 @@ class NumbaBackend:
 
     def _step(self, n: int) -> int:
         """Elements per parallel part (a multiple of the chunk), or 0 to run serially."""
-        if n < 2 * self._min_part:  # (the common small call: no thread count to read)
-            return 0
-        parts = min(torch.get_num_threads(), n // self._min_part)
+        parts = self._parts(n, self._min_part)
         if parts <= 1:
             return 0
+        chunk = self._k.CHUNK
+        return -(-n // (parts * chunk)) * chunk
+
+    def _parts(self, n: int, min_part: int) -> int:
+        """How many parallel parts of at least ``min_part`` items ``n`` items run in (1:
+        serially; always 1 in a forked child, whose parent's OpenMP runtime is unusable)."""
+        if n < 2 * min_part:  # (the common small call: no thread count to read)
+            return 1
+        parts = min(torch.get_num_threads(), n // min_part)
+        if parts <= 1:
+            return 1
         global _parallel_pid
         pid = os.getpid()
         if _parallel_pid is None:
             _parallel_pid = pid
         elif _parallel_pid != pid:
-            return 0  # a forked child: the parent's OpenMP runtime is unusable here
-        chunk = self._k.CHUNK
-        return -(-n // (parts * chunk)) * chunk
+            return 1
+        return parts

@@ -40,8 +40,10 @@ __all__ = [
     "bits_at",
     "bits_rows",
     "derive_id_keys",
+    "derive_id_keys_parallel",
     "derive_keys",
     "drop_block_rows",
+    "eight_rows_ok",
     "keep_mask_at",
     "keep_mask_parallel",
     "keep_mask_rows",
@@ -51,6 +53,7 @@ __all__ = [
     "scale_bf16_serial",
     "scale_groups",
     "scale_parallel",
+    "scale_rows_by_eight",
     "scale_rows_flat",
     "scale_rows_flat_parallel",
     "scale_rows_parallel",
@@ -462,7 +465,10 @@ def scale_rows_parallel(
         r1 = min(rows, r0 + rows_per_part)
         lo = r0 * row_len
         hi = r1 * row_len
-        if short_rows_ok(row_len, start):
+        if eight_rows_ok(row_len, start):
+            scale_rows_by_eight(x[lo:hi], out[lo:hi], row_len, keys[r0:r1], start, thresh,
+                                w_keep, w_drop)
+        elif short_rows_ok(row_len, start):
             scale_short_rows(x[lo:hi], out[lo:hi], row_len, keys[r0:r1], start, thresh,
                              w_keep, w_drop)
         else:
@@ -636,6 +642,7 @@ def scale_short_rows(
     ks = np.empty(span * per_row, np.uint64)
     bits = np.empty(4 * span * per_row, np.uint32)
     th = np.uint32(thresh)
+    inplace = x.ctypes.data == out.ctypes.data
     for r0 in range(0, rows, span):
         nr = min(span, rows - r0)
         for rr in range(nr):  # the block's pairs: row rr, counters first .. first + per_row
@@ -647,9 +654,79 @@ def scale_short_rows(
         _philox_lanes(ctrs, ks, n, bits)
         lo = r0 * row_len
         xs = x[lo : lo + 4 * n]
-        os = out[lo : lo + 4 * n]
-        for t in range(4 * n):
-            os[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
+        if inplace:  # one array: two would fail LLVM's overlap check and run scalar
+            for t in range(4 * n):
+                xs[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
+        else:
+            os = out[lo : lo + 4 * n]
+            for t in range(4 * n):
+                os[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
+
+
+@njit(**_OPTS)
+def _philox_eight(ctr0: np.uint64, k0i: np.uint64, k1i: np.uint64, bits: np.ndarray) -> None:
+    """Draws of counters ``ctr0 .. ctr0 + 7`` under one key into ``bits[0 : 32]``: the
+    trip count is a constant, so LLVM makes it one vector of eight with the key broadcast
+    (no per-lane key, as ``_philox_lanes`` carries). Callers pass ``bits`` as a slice:
+    an index offset by an argument would keep numba's wraparound and the loop scalar."""
+    for u in range(8):
+        ctr = ctr0 + np.uint64(u)
+        c0, c1, c2, c3 = _rounds(ctr & _M, ctr >> _S32, np.uint64(0), np.uint64(0), k0i, k1i)
+        bits[4 * u] = np.uint32(c0)
+        bits[4 * u + 1] = np.uint32(c1)
+        bits[4 * u + 2] = np.uint32(c2)
+        bits[4 * u + 3] = np.uint32(c3)
+
+
+@njit(**_OPTS)
+def eight_rows_ok(row_len: int, start: np.uint64) -> bool:
+    """Whether ``scale_rows_by_eight`` serves rows of ``row_len`` from stream index
+    ``start``: rows of 128 to 508 elements of whole groups of eight counters (measured: at
+    64 elements per row the lanes of ``scale_short_rows`` are as fast, at 32 faster)."""
+    return 128 <= row_len < SHORT_ROW and row_len % 32 == 0 and (start & np.uint64(3)) == 0
+
+
+@njit(**_OPTS)
+def scale_rows_by_eight(
+    x: np.ndarray,
+    out: np.ndarray,
+    row_len: int,
+    keys: np.ndarray,
+    start: np.uint64,
+    thresh: np.uint64,
+    w_keep: np.floating,
+    w_drop: np.floating,
+) -> None:
+    """``scale_short_rows`` for rows of whole groups of eight counters
+    (``eight_rows_ok``): each row draws its counters eight at a time with its key
+    broadcast (``_philox_eight``), whole rows filling a block, then one vector pass
+    scales the block. The same draws, so the same result, bit for bit."""
+    rows = keys.shape[0]
+    first = start >> np.uint64(2)
+    per_row = row_len >> 2
+    span = max(1, BLOCK // per_row)  # whole rows per block
+    bits = np.empty(4 * span * per_row, np.uint32)
+    th = np.uint32(thresh)
+    inplace = x.ctypes.data == out.ctypes.data
+    for r0 in range(0, rows, span):
+        nr = min(span, rows - r0)
+        for rr in range(nr):
+            k = keys[r0 + rr]
+            k0 = k & _M
+            k1 = k >> _S32
+            base = rr * per_row
+            for c in range(0, per_row, 8):
+                _philox_eight(first + np.uint64(c), k0, k1, bits[4 * (base + c) :])
+        n = 4 * nr * per_row
+        lo = r0 * row_len
+        xs = x[lo : lo + n]
+        if inplace:
+            for t in range(n):
+                xs[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
+        else:
+            os = out[lo : lo + n]
+            for t in range(n):
+                os[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
 
 
 @njit(**_OPTS)
@@ -848,3 +925,22 @@ def derive_id_keys(
         w0, w1, _, _ = _rounds(v & _M, v >> _S32, call & _M, domain & _M, key0 & _M,
                                key1 & _M)
         out[i] = w0 | (w1 << _S32)
+
+
+@njit(parallel=True, **_OPTS)
+def derive_id_keys_parallel(
+    out: np.ndarray,
+    ids: np.ndarray,
+    key0: np.uint64,
+    key1: np.uint64,
+    call: np.uint64,
+    domain: np.uint64,
+    step: int,
+) -> None:
+    """``derive_id_keys`` in parts of ``step`` ids run in parallel (measured: 20 -> 15 us
+    for 16384 ids on two cores, 77 -> 43 us for 65536; slower below about 8192)."""
+    n = out.shape[0]
+    for part in prange((n + step - 1) // step):
+        lo = part * step
+        hi = min(n, lo + step)
+        derive_id_keys(out[lo:hi], ids[lo:hi], key0, key1, call, domain)
