@@ -433,18 +433,21 @@ class NumbaBackend:
         v = ids.numpy().reshape(-1).view(np.uint64)
         k0, k1 = (np.uint64(k) for k in rng.seed_key(seed))
         dom, shape = np.uint64(domain), ids.shape
+        kernel = self._k.derive_id_keys
         parts = self._parts(v.shape[0], _PARALLEL_IDS)
         if parts > 1:  # (decided once per block: the thread count is read here only)
-            step = -(-v.shape[0] // parts)
+            step, pid = -(-v.shape[0] // parts), os.getpid()
             parallel = self._k.derive_id_keys_parallel
 
             def derive(call: int) -> torch.Tensor:
                 out = torch.empty(shape, dtype=torch.int64)
-                parallel(out.numpy().view(np.uint64), v, k0, k1, np.uint64(call), dom, step)
+                if os.getpid() != pid:  # a block carried into a forked child: serially
+                    kernel(out.numpy().view(np.uint64), v, k0, k1, np.uint64(call), dom)
+                else:
+                    parallel(out.numpy().view(np.uint64), v, k0, k1, np.uint64(call), dom, step)
                 return out
 
             return derive
-        kernel = self._k.derive_id_keys
 
         def derive(call: int) -> torch.Tensor:
             out = torch.empty(shape, dtype=torch.int64)  # (cheaper than from_numpy)
