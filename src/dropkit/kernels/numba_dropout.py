@@ -133,6 +133,35 @@ def _philox_block(
         bits[m + 3] = np.uint32(d3)
 
 
+@njit(inline="always", **_OPTS)
+def _scale_pass(
+    x: np.ndarray,
+    out: np.ndarray,
+    lo: int,
+    n: int,
+    bits: np.ndarray,
+    th: np.uint32,
+    w_keep: np.floating,
+    w_drop: np.floating,
+    inplace: bool,
+) -> None:
+    """``out[lo + t] = x[lo + t] * (w_keep if bits[t] >= th else w_drop)`` for ``t < n``.
+
+    Slices indexed from 0: with a provably non-negative index numba drops its negative-index
+    wraparound, and LLVM vectorises the pass. In place it reads and writes one array: LLVM's
+    runtime overlap check between two arrays fails for the very same array and would fall
+    back to a scalar loop.
+    """
+    xs = x[lo : lo + n]
+    if inplace:
+        for t in range(n):
+            xs[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
+    else:
+        os = out[lo : lo + n]
+        for t in range(n):
+            os[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
+
+
 @njit(**_OPTS)
 def _scale_run(
     x: np.ndarray,
@@ -151,16 +180,7 @@ def _scale_run(
     for start in range(0, x.shape[0], _NB):
         n = min(_NB, x.shape[0] - start)
         _philox_block(ctr_base + np.uint64(start >> 2), (n + 3) >> 2, key0, key1, bits)
-        # Index block slices from 0: with a provably non-negative index numba drops its
-        # negative-index wraparound, and LLVM vectorises the pass.
-        xs = x[start : start + n]
-        if inplace:
-            for t in range(n):
-                xs[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
-        else:
-            os = out[start : start + n]
-            for t in range(n):
-                os[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
+        _scale_pass(x, out, start, n, bits, th, w_keep, w_drop, inplace)
 
 
 @njit(**_OPTS)
@@ -516,15 +536,7 @@ def _scale_flat_run(
             if c == per_row:
                 c = 0
                 r += 1
-        n = 4 * (end - b0)
-        xs = x[4 * b0 : 4 * b0 + n]
-        if inplace:
-            for t in range(n):
-                xs[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
-        else:
-            os = out[4 * b0 : 4 * b0 + n]
-            for t in range(n):
-                os[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
+        _scale_pass(x, out, 4 * b0, 4 * (end - b0), bits, th, w_keep, w_drop, inplace)
 
 
 @njit(**_OPTS)
@@ -652,15 +664,7 @@ def scale_short_rows(
                 kr[c] = k
         n = nr * per_row
         _philox_lanes(ctrs, ks, n, bits)
-        lo = r0 * row_len
-        xs = x[lo : lo + 4 * n]
-        if inplace:  # one array: two would fail LLVM's overlap check and run scalar
-            for t in range(4 * n):
-                xs[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
-        else:
-            os = out[lo : lo + 4 * n]
-            for t in range(4 * n):
-                os[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
+        _scale_pass(x, out, r0 * row_len, 4 * n, bits, th, w_keep, w_drop, inplace)
 
 
 @njit(**_OPTS)
@@ -717,16 +721,7 @@ def scale_rows_by_eight(
             base = rr * per_row
             for c in range(0, per_row, 8):
                 _philox_eight(first + np.uint64(c), k0, k1, bits[4 * (base + c) :])
-        n = 4 * nr * per_row
-        lo = r0 * row_len
-        xs = x[lo : lo + n]
-        if inplace:
-            for t in range(n):
-                xs[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
-        else:
-            os = out[lo : lo + n]
-            for t in range(n):
-                os[t] = xs[t] * (w_keep if bits[t] >= th else w_drop)
+        _scale_pass(x, out, r0 * row_len, 4 * nr * per_row, bits, th, w_keep, w_drop, inplace)
 
 
 @njit(**_OPTS)
