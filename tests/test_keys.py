@@ -12,7 +12,7 @@ import torch
 
 import dropkit
 import dropkit.functional as F
-from dropkit import _mc_context, rng
+from dropkit import _mc_context, backends, rng
 from dropkit.backends import keyed
 from dropkit.backends.bernoulli import mask_affine
 from dropkit.keys import Keys, derive_call_key, derive_row_keys, resolve, scalar_seed
@@ -89,12 +89,18 @@ def test_numba_keyed_scale_matches_the_reference_serial_and_parallel(dtype, rows
      (300, 256)],
 )
 @pytest.mark.parametrize("offset", [0, 4, 2])
-def test_numba_row_kernels_match_the_reference_for_every_row_split(rows, row_len, offset):
+@pytest.mark.parametrize("wide", [True, False], ids=["avx512", "avx2"])
+def test_numba_row_kernels_match_the_reference_for_every_row_split(
+    rows, row_len, offset, wide, monkeypatch
+):
     """Rows of whole counters run as one flat walk of blocks (``scale_rows_flat``), whose
     blocks and parallel parts start and end inside rows, and shorter rows share blocks
     (``scale_short_rows``; rows of 128 to 508 elements in groups of eight counters:
-    ``scale_rows_by_eight``): every split matches the reference. (65 x 1024, 1100 x 64,
-    300 x 260 and 300 x 256 run the parallel kernels; offset 2 takes the per-row kernels.)"""
+    ``scale_rows_by_eight`` where the CPU has AVX-512; without it, rows from 128 elements
+    on take the flat walk: both settings run on any CPU): every split matches the
+    reference. (65 x 1024, 1100 x 64, 300 x 260 and 300 x 256 run the parallel kernels;
+    offset 2 takes the per-row kernels.)"""
+    monkeypatch.setattr(backends._instance("numba"), "wide_vectors", wide)
     seed = torch.arange(rows) * 7919 - 3 if rows > 1 else torch.tensor(-5)
     x = torch.randn(rows * row_len)
     x[::31] = float("nan")

@@ -42,6 +42,10 @@ _SERVED = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _MISSING = "numba is not installed; install it with `pip install dropkit[cpu]`"
 _ZERO = np.uint64(0)
 _PARALLEL_IDS = 4096  # ids per part of a parallel key derivation (measured: 8192 ids break even)
+# Without AVX-512, rows of whole counters from this length on take the flat walk of blocks
+# (measured on AVX2, over the scalar-key kernel: rows of 256 1.08x flat against 1.25x with
+# per-lane keys, rows of 128 1.19-1.30x against 1.24-1.35x, rows of 64 1.60x against 1.36x).
+_FLAT_ROWS = 128
 
 
 _failed: list[ImportError] = []  # remembered, so a missing numba costs one import attempt
@@ -78,6 +82,18 @@ def load() -> NumbaBackend:
         _failed.append(err)
         raise ImportError(_MISSING) from err
     return NumbaBackend(kernels)
+
+
+def _wide_vectors() -> bool:
+    """Whether the CPU numba compiles for has AVX-512 (``NUMBA_CPU_FEATURES`` if set, else
+    the host's features, as numba itself decides)."""
+    import numba
+    from llvmlite import binding
+
+    features = numba.config.CPU_FEATURES
+    if features:
+        return "+avx512f" in features.split(",")
+    return bool(binding.get_host_cpu_features().get("avx512f", False))
 
 
 def _key(seed: int, thresh: int) -> tuple[np.uint64, np.uint64, np.uint64]:
@@ -124,6 +140,12 @@ class NumbaBackend:
         self._packed_kernels: ModuleType | None = None
         # Elements per part below which a parallel launch costs more than it saves.
         self._min_part = 4 * kernels.CHUNK
+        # Whether numba compiles for 512-bit vectors. It picks the kernel for rows of 128 to
+        # 508 elements (docs/kernels.md): with AVX-512, eight counters at a time with the
+        # row's key broadcast (``scale_rows_by_eight``); with AVX2, where that kernel runs
+        # 1.3x slower than per-lane keys, the flat walk of blocks (``scale_rows_flat``, one
+        # key per run of a row). The same bits either way; the tests run both settings.
+        self.wide_vectors = _wide_vectors()
 
     def unavailable(self, x: torch.Tensor) -> str | None:
         if x.device.type != "cpu":
@@ -472,14 +494,16 @@ class NumbaBackend:
         args = (np.uint64(offset), np.uint64(thresh), ftype(w_keep), ftype(w_drop))
         step = self._step(xa.shape[0])
         whole = row_len % 4 == 0 and offset % 4 == 0  # rows of whole Philox counters
-        if whole and row_len >= k.SHORT_ROW:  # one flat walk of blocks, split anywhere
-            if step:
+        wide = self.wide_vectors
+        if whole and row_len >= (k.SHORT_ROW if wide else _FLAT_ROWS):  # one flat walk of
+            if step:  # blocks, split anywhere
                 k.scale_rows_flat_parallel(xa, oa, row_len, keys, *args, step >> 2)
             else:
                 k.scale_rows_flat(xa, oa, row_len, keys, *args)
         elif step and keys.shape[0] > 1:  # parts of whole rows, about ``step`` elements each
-            k.scale_rows_parallel(xa, oa, row_len, keys, *args, max(1, step // max(row_len, 1)))
-        elif k.eight_rows_ok(row_len, args[0]):
+            k.scale_rows_parallel(xa, oa, row_len, keys, *args, max(1, step // max(row_len, 1)),
+                                  wide)
+        elif wide and k.eight_rows_ok(row_len, args[0]):
             k.scale_rows_by_eight(xa, oa, row_len, keys, *args)
         elif whole and row_len >= 4:
             k.scale_short_rows(xa, oa, row_len, keys, *args)

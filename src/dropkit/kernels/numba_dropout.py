@@ -476,16 +476,18 @@ def scale_rows_parallel(
     w_keep: np.floating,
     w_drop: np.floating,
     rows_per_part: int,
+    by_eight: bool,
 ) -> None:
     """``scale_rows_serial`` in parts of ``rows_per_part`` rows run in parallel (one scratch
-    block per part, so short rows cost no allocation each)."""
+    block per part, so short rows cost no allocation each). ``by_eight``: whether rows that
+    ``eight_rows_ok`` takes run ``scale_rows_by_eight`` (else ``scale_short_rows``)."""
     rows = keys.shape[0]
     for part in prange((rows + rows_per_part - 1) // rows_per_part):
         r0 = part * rows_per_part
         r1 = min(rows, r0 + rows_per_part)
         lo = r0 * row_len
         hi = r1 * row_len
-        if eight_rows_ok(row_len, start):
+        if by_eight and eight_rows_ok(row_len, start):
             scale_rows_by_eight(x[lo:hi], out[lo:hi], row_len, keys[r0:r1], start, thresh,
                                 w_keep, w_drop)
         elif short_rows_ok(row_len, start):
@@ -552,8 +554,9 @@ def scale_rows_flat(
 ) -> None:
     """``scale_rows_serial`` for rows of whole counters (``row_len`` and ``start``
     multiples of 4): the rows are walked as one flat run of blocks, so a row costs no call
-    and no slice of its own (rows of ``SHORT_ROW`` or more elements: shorter ones would
-    cut every block into many runs; ``scale_short_rows`` serves those)."""
+    and no slice of its own. Any row length of whole counters; the backend takes it from
+    ``SHORT_ROW`` elements on (shorter rows cut every block into many runs) and, without
+    AVX-512, from 128 (where it beats per-lane keys)."""
     bits = np.empty(_NB + 8, np.uint32)
     per_row = row_len >> 2
     _scale_flat_run(x, out, 0, keys.shape[0] * per_row, per_row, keys, start >> np.uint64(2),
@@ -685,8 +688,10 @@ def _philox_eight(ctr0: np.uint64, k0i: np.uint64, k1i: np.uint64, bits: np.ndar
 @njit(**_OPTS)
 def eight_rows_ok(row_len: int, start: np.uint64) -> bool:
     """Whether ``scale_rows_by_eight`` serves rows of ``row_len`` from stream index
-    ``start``: rows of 128 to 508 elements of whole groups of eight counters (measured: at
-    64 elements per row the lanes of ``scale_short_rows`` are as fast, at 32 faster)."""
+    ``start``: rows of 128 to 508 elements of whole groups of eight counters (measured with
+    512-bit vectors: at 64 elements per row the lanes of ``scale_short_rows`` are as fast,
+    at 32 faster; with 256-bit vectors (AVX2) this kernel runs 1.3x slower than the lanes,
+    so the backend takes it only where the CPU has AVX-512)."""
     return 128 <= row_len < SHORT_ROW and row_len % 32 == 0 and (start & np.uint64(3)) == 0
 
 
