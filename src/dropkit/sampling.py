@@ -41,9 +41,10 @@ def _check_ids(ids: object) -> torch.Tensor:
         )
     if ids.dtype == torch.uint64 and ids.numel() and bool((ids >> 63).bool().any()):
         raise ValueError("sample_keys: ids must be below 2**63; pass dataset indices")
-    # A copy: editing the caller's tensor later (a reused buffer) changes no key.
-    ids = ids.detach().to(device="cpu", dtype=torch.int64, copy=True).contiguous()
-    if ids.numel() and int(ids.numpy().min()) < 0:
+    # A copy: editing the caller's tensor later (a reused buffer) changes no key. (Integer
+    # tensors never require grad; a copy of a 1-D tensor is contiguous: nothing else to do.)
+    ids = ids.to(device="cpu", dtype=torch.int64, copy=True)
+    if ids.shape[0] and ids.numpy().min() < 0:
         raise ValueError(
             f"sample_keys: ids must be non-negative, but got {int(ids.min())}; pass dataset "
             "indices"
