@@ -78,6 +78,23 @@ def test_scale_in_place_and_nonzero_drop_weight(dtype: torch.dtype) -> None:
     assert torch.equal(_bits(y), _bits(ref))
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_weight_scalars_made_once_keep_the_sign_of_zero(dtype: torch.dtype) -> None:
+    """The kernels' numpy scalars are made once per (threshold, weights): a weight of -0.0
+    after one of 0.0 (equal as dict keys) still gives the reference's signed zeros, and a
+    weight of 0.0 after -0.0 too."""
+    x = _input(1001, dtype).abs()  # (dropped elements: x * w_drop, a zero of w_drop's sign)
+    thresh = rng.threshold(0.5)
+    for w_drop in (0.0, -0.0, 0.0, -0.0):
+        ref = torch.empty_like(x)
+        REF.scale(x, ref, 7, thresh, 2.0, w_drop)
+        got = torch.empty_like(x)
+        NB.scale(x, got, 7, thresh, 2.0, w_drop)
+        assert torch.equal(_bits(got), _bits(ref)), w_drop
+        zeros = got.float()[got == 0]
+        assert zeros.numel() and bool(torch.signbit(zeros).all()) == (str(w_drop) == "-0.0")
+
+
 @pytest.mark.parametrize("numel", (0, 1, 3, 4, 9, 40001))
 def test_keep_mask_matches_spec(numel: int) -> None:
     for seed, p in itertools.product(SEEDS, PS):
