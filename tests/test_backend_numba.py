@@ -227,6 +227,43 @@ def test_forked_child_after_parallel_parent() -> None:
     subprocess.run([sys.executable, "-c", _FORK_CODE], check=True, timeout=300)
 
 
+_FIRST_USE_CODE = """
+import importlib.util, json, sys
+import numpy as np, torch
+import dropkit.functional as F
+F.dropout(torch.randn(64), 0.5)  # numba's CPU target set up, its registries imported
+import numba.np.arraymath as am, numba.np.linalg as linalg
+state = {"scipy_linalg": "scipy.linalg" in sys.modules, "have_blas": bool(am._HAVE_BLAS),
+         "restored": am.ensure_blas is linalg.ensure_blas
+                     and linalg.ensure_blas.__qualname__ == "ensure_blas"}
+if state["have_blas"]:  # a user's jitted function that uses BLAS: numba's own check, unchanged
+    import numba
+    a = np.arange(6.0).reshape(2, 3)
+    dot = numba.njit(lambda u, v: np.dot(u, v))
+    state["dot"] = bool(np.array_equal(dot(a, a.T), a @ a.T))
+print(json.dumps(state))
+"""
+
+
+def test_first_use_probes_blas_without_importing_scipy_linalg() -> None:
+    """numba's BLAS probe (run when its CPU target first loads) imports all of
+    ``scipy.linalg`` (0.3-0.7 s of a fresh process's first call); dropkit lets it find the
+    module on disk instead and restores numba's ``ensure_blas``, so a user's jitted
+    ``np.dot`` still compiles and runs. In a fresh process."""
+    import json
+
+    out = subprocess.run([sys.executable, "-c", _FIRST_USE_CODE], check=True, timeout=300,
+                         capture_output=True, text=True).stdout
+    state = json.loads(out.strip().splitlines()[-1])
+    from dropkit.backends import numba as backend_module
+
+    assert state["have_blas"] == backend_module._cython_blas_present()
+    assert state["restored"]
+    if state["have_blas"]:
+        assert state["dot"]
+        assert not state["scipy_linalg"]  # (read before the dot, whose compile imports it)
+
+
 def test_prefers_openmp_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
     from dropkit.backends import numba as backend_module
 

@@ -27,6 +27,7 @@ the compile cost (see docs/kernels.md).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import math
 import os
 from collections.abc import Callable
@@ -70,6 +71,54 @@ def _prefer_openmp() -> None:
         numba.config.THREADING_LAYER_PRIORITY = ["omp", *(x for x in order if x != "omp")]
 
 
+def _cython_blas_present() -> bool:
+    """Whether scipy ships ``scipy.linalg.cython_blas``, found on disk (nothing imported)."""
+    spec = importlib.util.find_spec("scipy")
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        linalg = os.path.join(folder, "linalg")
+        if os.path.isdir(linalg) and any(
+            f.startswith("cython_blas.") for f in os.listdir(linalg)
+        ):
+            return True
+    return False
+
+
+def _probe_blas_without_scipy_linalg() -> None:
+    """Let numba's import-time BLAS probe look for scipy's module instead of importing it.
+
+    numba's CPU target, on first use, imports ``numba.np.arraymath``, which sets
+    ``_HAVE_BLAS`` by importing ``scipy.linalg.cython_blas``: all of ``scipy.linalg``, about
+    0.2 s of a fresh process's first dropout call (docs/kernels.md; dropkit's kernels use
+    no BLAS). While that module is imported, numba's ``ensure_blas`` is replaced by a probe
+    that finds the file on disk (the same answer where scipy is installed and sound); it is
+    restored right after, so wherever a jitted function uses BLAS, numba's own check still
+    imports scipy and checks its integer width. Nothing changes if numba's layout differs.
+    """
+    import sys
+
+    if "numba.np.arraymath" in sys.modules:
+        return
+    try:
+        from numba.np import linalg
+    except ImportError:
+        return
+    real = getattr(linalg, "ensure_blas", None)
+    if real is None:
+        return
+
+    def probe() -> None:
+        if not _cython_blas_present():
+            raise ImportError("scipy 0.16+ is required for linear algebra")
+
+    linalg.ensure_blas = probe
+    try:
+        arraymath = importlib.import_module("numba.np.arraymath")
+    finally:
+        linalg.ensure_blas = real
+    if getattr(arraymath, "ensure_blas", None) is probe:
+        arraymath.ensure_blas = real
+
+
 def load() -> NumbaBackend:
     """Import numba and the kernels; ImportError naming the extra when numba is missing."""
     if _failed:
@@ -77,6 +126,7 @@ def load() -> NumbaBackend:
     try:
         kernels = importlib.import_module("dropkit.kernels.numba_dropout")
         _prefer_openmp()
+        _probe_blas_without_scipy_linalg()
     except ImportError as err:
         if err.name is not None and err.name.split(".")[0] != "numba":
             raise
