@@ -264,6 +264,23 @@ def test_first_use_probes_blas_without_importing_scipy_linalg() -> None:
         assert not state["scipy_linalg"]  # (read before the dot, whose compile imports it)
 
 
+def test_wide_vectors_follows_the_features_numba_compiles_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The row-kernel choice reads numba's target features: ``NUMBA_CPU_FEATURES`` when
+    set (an empty string too: no AVX-512), else the host's as numba's codegen sees them."""
+    from numba.core import codegen
+
+    from dropkit.backends import numba as backend_module
+
+    for features, wide in (("+avx2,+avx512f", True), ("+avx2,-avx512f", False), ("", False)):
+        monkeypatch.setattr(numba.config, "CPU_FEATURES", features)
+        assert backend_module._wide_vectors() is wide, features
+    monkeypatch.setattr(numba.config, "CPU_FEATURES", None)
+    host = str(codegen.get_host_cpu_features()).split(",")
+    assert backend_module._wide_vectors() is ("+avx512f" in host)
+
+
 def test_prefers_openmp_unless_the_user_chose(monkeypatch: pytest.MonkeyPatch) -> None:
     from dropkit.backends import numba as backend_module
 

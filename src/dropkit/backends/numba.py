@@ -136,15 +136,18 @@ def load() -> NumbaBackend:
 
 
 def _wide_vectors() -> bool:
-    """Whether the CPU numba compiles for has AVX-512 (``NUMBA_CPU_FEATURES`` if set, else
-    the host's features, as numba itself decides)."""
-    import numba
-    from llvmlite import binding
+    """Whether the CPU numba compiles for has AVX-512: the feature string numba's own CPU
+    codegen uses (``NUMBA_CPU_FEATURES`` if set, else the host's, less AVX when
+    ``NUMBA_ENABLE_AVX=0``)."""
+    from numba.core import codegen, config
 
-    features = numba.config.CPU_FEATURES
-    if features:
-        return "+avx512f" in features.split(",")
-    return bool(binding.get_host_cpu_features().get("avx512f", False))
+    features = config.CPU_FEATURES
+    if features is None:
+        try:
+            features = codegen.get_host_cpu_features()
+        except Exception:  # (numba's layout changed: take the kernels that suit both)
+            return False
+    return "+avx512f" in str(features).split(",")
 
 
 _SCALARS: dict[tuple[int, float, float, type], tuple[np.uint64, np.floating, np.floating]] = {}
