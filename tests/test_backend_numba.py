@@ -228,7 +228,7 @@ def test_forked_child_after_parallel_parent() -> None:
 
 
 _FIRST_USE_CODE = """
-import importlib.util, json, sys
+import json, sys
 import numpy as np, torch
 import dropkit.functional as F
 F.dropout(torch.randn(64), 0.5)  # numba's CPU target set up, its registries imported
@@ -247,7 +247,7 @@ print(json.dumps(state))
 
 def test_first_use_probes_blas_without_importing_scipy_linalg() -> None:
     """numba's BLAS probe (run when its CPU target first loads) imports all of
-    ``scipy.linalg`` (0.3-0.7 s of a fresh process's first call); dropkit lets it find the
+    ``scipy.linalg`` (about 0.2 s of a fresh process's first call); dropkit lets it find the
     module on disk instead and restores numba's ``ensure_blas``, so a user's jitted
     ``np.dot`` still compiles and runs. In a fresh process."""
     import json

@@ -30,6 +30,7 @@ import importlib
 import importlib.util
 import math
 import os
+import sys
 from collections.abc import Callable
 from types import ModuleType
 
@@ -94,8 +95,6 @@ def _probe_blas_without_scipy_linalg() -> None:
     restored right after, so wherever a jitted function uses BLAS, numba's own check still
     imports scipy and checks its integer width. Nothing changes if numba's layout differs.
     """
-    import sys
-
     if "numba.np.arraymath" in sys.modules:
         return
     try:
@@ -655,13 +654,11 @@ class NumbaBackend:
         bf16 = xa.dtype == np.uint16  # bfloat16 bits: float32 weights, the bfloat16 kernels
         ftype = np.float32 if bf16 else xa.dtype.type
         k0, k1 = rng.seed_key(seed)
-        th, wk, wd = _scalars(thresh, w_keep, w_drop, ftype)
+        args = (np.uint64(k0), np.uint64(k1), *_scalars(thresh, w_keep, w_drop, ftype))
         if n < 2 * self._min_part or not (step := self._step(n)):  # (small: no thread count)
-            serial = k.scale_bf16_serial if bf16 else k.scale_serial
-            serial(xa, oa, _ZERO, np.uint64(k0), np.uint64(k1), th, wk, wd)
+            (k.scale_bf16_serial if bf16 else k.scale_serial)(xa, oa, _ZERO, *args)
         else:
-            parallel = k.scale_bf16_parallel if bf16 else k.scale_parallel
-            parallel(xa, oa, step, np.uint64(k0), np.uint64(k1), th, wk, wd)
+            (k.scale_bf16_parallel if bf16 else k.scale_parallel)(xa, oa, step, *args)
 
     def _step(self, n: int) -> int:
         """Elements per parallel part (a multiple of the chunk), or 0 to run serially."""
