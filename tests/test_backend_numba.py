@@ -60,6 +60,27 @@ def test_scale_bit_identical(dtype: torch.dtype, numel: int) -> None:
         assert torch.equal(_bits(got), _bits(ref)), (seed, p)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_small_calls_by_address_match_the_spec(dtype: torch.dtype) -> None:
+    """Small calls pass ``data_ptr()`` to the kernels (no numpy views): a view that starts
+    inside its storage, in place and not, every seed form (Python ints past 2**63 and
+    negative ones are the same 64 bits), on both sides of the serial/parallel boundary."""
+    limit = 2 * NB._min_part  # (below it: by address)
+    for numel in (1, 1027, limit - 1, limit):
+        base = _input(numel + 3, dtype)
+        x = base[3:]  # contiguous, storage offset 3: data_ptr() is not the storage's
+        for seed in (0, 2**63 - 1, 2**63, 2**64 - 1, -1, -(2**63)):
+            thresh = rng.threshold(0.3)
+            ref = torch.empty_like(x)
+            REF.scale(x, ref, seed % 2**64, thresh, 1.0 / 0.7, 0.25)
+            got = torch.empty_like(x)
+            NB.scale(x, got, seed, thresh, 1.0 / 0.7, 0.25)
+            assert torch.equal(_bits(got), _bits(ref)), (numel, seed)
+            y = base.clone()[3:]
+            NB.scale(y, y, seed, thresh, 1.0 / 0.7, 0.25)
+            assert torch.equal(_bits(y), _bits(ref)), (numel, seed, "in place")
+
+
 def test_scale_identity_detects_a_wrong_lane() -> None:
     """The comparison above would catch an off-by-one-lane kernel (a plausible bug)."""
     x = _input(1001, torch.float32)

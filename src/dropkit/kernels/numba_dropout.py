@@ -22,7 +22,8 @@ Paper: Salmon et al., "Parallel random numbers: as easy as 1, 2, 3" (SC 2011).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import carray, njit, prange, types
+from numba.extending import intrinsic
 
 from dropkit.rng import (
     MASK32,
@@ -49,6 +50,8 @@ __all__ = [
     "keep_mask_rows",
     "keep_mask_serial",
     "scale_at",
+    "scale_at_address",
+    "scale_bf16_at_address",
     "scale_bf16_parallel",
     "scale_bf16_serial",
     "scale_groups",
@@ -295,6 +298,62 @@ def scale_bf16_parallel(
         hi = min(n, lo + step)
         ctr = np.uint64(lo >> 2)
         scale_bf16_serial(x[lo:hi], out[lo:hi], ctr, key0, key1, thresh, w_keep, w_drop)
+
+
+# Serial kernels by address: the caller passes a contiguous tensor's ``data_ptr()`` and its
+# length instead of numpy views of it, and the seed and threshold as Python ints, so that
+# a small call skips two ``Tensor.numpy()`` views, their array unboxing and the key split
+# (about a third of a 1024-element dropout's host time; docs/kernels.md).
+@intrinsic
+def _pointer(typingctx, addr, like):  # type: ignore[no-untyped-def]
+    """The int64 address ``addr`` as a pointer to values of ``like``'s type (a cast)."""
+    ptr = types.CPointer(like)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.inttoptr(args[0], context.get_value_type(ptr))
+
+    return ptr(types.int64, like), codegen
+
+
+_BF16_LIKE = np.uint16(0)
+
+
+@njit(**_OPTS)
+def scale_at_address(
+    x_addr: int,
+    out_addr: int,
+    n: int,
+    seed: int,
+    thresh: int,
+    w_keep: np.floating,
+    w_drop: np.floating,
+) -> None:
+    """``scale_serial`` from counter 0 on ``n`` contiguous values at ``x_addr`` / ``out_addr``
+    (the same address in place), of ``w_keep``'s dtype; ``seed`` the int64 key (its
+    two's-complement bits), ``thresh`` the threshold."""
+    x = carray(_pointer(x_addr, w_keep), n)
+    out = carray(_pointer(out_addr, w_keep), n)
+    key = np.uint64(seed)
+    scale_serial(x, out, np.uint64(0), key & _M, key >> _S32, np.uint64(thresh), w_keep, w_drop)
+
+
+@njit(**_OPTS)
+def scale_bf16_at_address(
+    x_addr: int,
+    out_addr: int,
+    n: int,
+    seed: int,
+    thresh: int,
+    w_keep: np.float32,
+    w_drop: np.float32,
+) -> None:
+    """``scale_at_address`` for bfloat16 (``scale_bf16_serial`` on the raw uint16 bits)."""
+    x = carray(_pointer(x_addr, _BF16_LIKE), n)
+    out = carray(_pointer(out_addr, _BF16_LIKE), n)
+    key = np.uint64(seed)
+    scale_bf16_serial(
+        x, out, np.uint64(0), key & _M, key >> _S32, np.uint64(thresh), w_keep, w_drop
+    )
 
 
 @njit(**_OPTS)
