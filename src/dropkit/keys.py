@@ -260,6 +260,11 @@ def resolve(
     :class:`~dropkit.errors.SampleKeyError`. An explicit ``seed`` is overridden in both.
     Inside :func:`dropkit.record`, the call and its keys are reported there.
     """
+    if _mc_context.current() is None and not _sample_context.kept() and not recording.active():
+        # (the common case in one frame: no fold, no sample keys, no recording)
+        if seed is None and generator is None and not _WARNED:
+            _check_distributed()
+        return Keys(scalar_seed(seed, generator))
     key = _resolve(seed, generator, mask_shape, batched, name)
     if recording.active():
         recording.note(name, kind, key.seed, key.offset, mask_shape, p)

@@ -122,7 +122,7 @@ def resolve(x: torch.Tensor) -> Backend:
         return _instance(name)
     # "auto" depends on the device type and dtype alone (what ``unavailable`` reads): the
     # choice is remembered per pair, and forgotten when a backend is registered.
-    pair = (x.device.type, x.dtype)
+    pair = ("cpu" if x.is_cpu else x.device.type, x.dtype)  # (is_cpu: no device object)
     chosen = _AUTO_CHOICE.get(pair)
     if chosen is None:
         chosen = next(

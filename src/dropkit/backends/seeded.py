@@ -100,8 +100,16 @@ def draw_seed() -> torch.Tensor:
 
 
 def _draw() -> torch.Tensor:
-    """The draw itself, shared by eager calls and both seed ops (the same RNG consumption)."""
-    return torch.empty((), dtype=torch.int64).random_()
+    """The draw itself, shared by eager calls and both seed ops (the same RNG consumption).
+
+    A new 0-d CPU int64 tensor filled by ``random_()``: made like a fixed one (``empty_like``
+    skips the shape and dtype parsing of ``torch.empty``, and ``torch.set_default_device``
+    cannot move the draw off the CPU generator).
+    """
+    return torch.empty_like(_SEED_LIKE).random_()
+
+
+_SEED_LIKE = torch.empty((), dtype=torch.int64, device="cpu")
 
 
 @draw_seed.register_fake
