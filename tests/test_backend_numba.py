@@ -81,6 +81,31 @@ def test_small_calls_by_address_match_the_spec(dtype: torch.dtype) -> None:
             assert torch.equal(_bits(y), _bits(ref)), (numel, seed, "in place")
 
 
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float64), ids=str)
+@pytest.mark.parametrize("mid, inner", [(16, 1), (1, 64), (4, 16)])
+def test_grouped_calls_by_address_match_the_spec(dtype: torch.dtype, mid: int, inner: int) -> None:
+    """The grouped kernel by address (a scalar key): a view inside its storage, an element
+    offset (a shard's), a bias (alpha dropout's), in place and not."""
+    numel = 8 * mid * inner
+    base = _input(numel + 5, dtype)
+    x = base[5:]
+    thresh = rng.threshold(0.4)
+    for seed, offset, weights in (
+        (2**63 + 9, 0, (2.0, 0.0, 0.0, 0.0)),
+        (-3, 77, (1.5, 0.5, 0.25, -1.0)),
+    ):
+        key = torch.tensor(seed if seed < 2**63 else seed - 2**64)
+        ref, got = torch.empty_like(x), torch.empty_like(x)
+        rows, row_len = 1, numel // mid
+        args = (key, offset, rows, row_len, mid, inner, thresh, weights)
+        REF.scale_groups_keys(x, ref, *args)
+        assert NB.scale_groups_keys(x, got, *args)
+        assert torch.equal(_bits(got), _bits(ref)), (seed, offset)
+        y = base.clone()[5:]
+        assert NB.scale_groups_keys(y, y, *args)
+        assert torch.equal(_bits(y), _bits(ref)), (seed, offset, "in place")
+
+
 def test_scale_identity_detects_a_wrong_lane() -> None:
     """The comparison above would catch an off-by-one-lane kernel (a plausible bug)."""
     x = _input(1001, torch.float32)

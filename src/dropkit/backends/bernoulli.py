@@ -72,26 +72,27 @@ def _fused(
     if not bias:
         b_keep = b_drop = 0.0
     thresh = int(ints[0])
-    if b_keep == 0.0 and b_drop == 0.0 and ints[1:] == list(x.shape):  # the common case
+    shape, mask_shape = tuple(x.shape), tuple(ints[1:])  # (tuples: compared in C)
+    if b_keep == 0.0 and b_drop == 0.0 and mask_shape == shape:  # the common case
         return _per_element(x, out, seed, offset, thresh, w_keep, w_drop)
-    mask_shape = [int(m) for m in ints[1:]]
-    if len(mask_shape) != x.dim():
+    dims = len(shape)
+    if len(mask_shape) != dims:
         return None
     # The mask must read [outer dims, broadcast dims (1), inner dims] against x's shape.
-    dims, lead = x.dim(), 0
-    while lead < dims and mask_shape[lead] == x.shape[lead]:
+    lead = 0
+    while lead < dims and mask_shape[lead] == shape[lead]:
         lead += 1
     end = lead
     while end < dims and mask_shape[end] == 1:
         end += 1
-    if any(m != s for m, s in zip(mask_shape[end:], x.shape[end:], strict=True)):
+    if mask_shape[end:] != shape[end:]:
         return None  # more than one broadcast block: the multiplier path
     if lead < dims or b_keep != 0.0 or b_drop != 0.0:
         if not x.is_contiguous() or x.numel() == 0:
             return None
         target = torch.empty_like(x) if out is None else x
         weights = (w_keep, w_drop, b_keep, b_drop)
-        mid, inner = math.prod(x.shape[lead:end]), math.prod(x.shape[end:])
+        mid, inner = math.prod(shape[lead:end]), math.prod(shape[end:])
         if keyed.scale_groups(x, target, seed, offset, mid, inner, thresh, weights):
             return target
         return None

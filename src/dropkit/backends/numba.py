@@ -363,8 +363,16 @@ class NumbaBackend:
             return False
         if n == 0:
             return True
-        keys0, keys1 = _row_keys(seed, rows)
         w_keep, w_drop, b_keep, b_drop = weights
+        ftype = _BY_ADDRESS.get(x.dtype) if x.dtype != torch.bfloat16 else None
+        if ftype is not None and rows == 1 and seed.dim() == 0:  # by address (see scale)
+            f = ftype
+            self._k.scale_groups_at_address(
+                x.data_ptr(), out.data_ptr(), n, mid, inner, int(seed), offset, thresh,
+                f(w_keep), f(w_drop), f(b_keep), f(b_drop), b_keep != 0.0 or b_drop != 0.0,
+            )
+            return True
+        keys0, keys1 = _row_keys(seed, rows)
         wide = x.detach().float() if x.dtype in (torch.float16, torch.bfloat16) else None
         xa = _flat(x if wide is None else wide)
         oa = xa if (out is x or wide is not None) else _flat(out)

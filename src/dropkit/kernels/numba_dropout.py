@@ -55,6 +55,7 @@ __all__ = [
     "scale_bf16_parallel",
     "scale_bf16_serial",
     "scale_groups",
+    "scale_groups_at_address",
     "scale_parallel",
     "scale_rows_by_eight",
     "scale_rows_flat",
@@ -872,6 +873,33 @@ def scale_groups(
                 else:
                     for f in range(inner):
                         os[f] = xs[f] * (w_keep if ms[f] >= th else w_drop)
+
+
+@njit(**_OPTS)
+def scale_groups_at_address(
+    x_addr: int,
+    out_addr: int,
+    n: int,
+    mid: int,
+    inner: int,
+    seed: int,
+    start: int,
+    thresh: int,
+    w_keep: np.floating,
+    w_drop: np.floating,
+    b_keep: np.floating,
+    b_drop: np.floating,
+    has_bias: bool,
+) -> None:
+    """``scale_groups`` with one scalar key ``seed`` (int64 bits) over ``n`` contiguous values
+    at ``x_addr`` / ``out_addr`` (see ``scale_at_address``)."""
+    x = carray(_pointer(x_addr, w_keep), n)
+    out = carray(_pointer(out_addr, w_keep), n)
+    key = np.uint64(seed)
+    keys0 = np.full(1, key & _M, np.uint64)
+    keys1 = np.full(1, key >> _S32, np.uint64)
+    scale_groups(x, out, mid, inner, n // mid, keys0, keys1, np.uint64(start), np.uint64(thresh),
+                 w_keep, w_drop, b_keep, b_drop, has_bias)
 
 
 @njit(**_OPTS)
