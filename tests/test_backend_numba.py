@@ -106,6 +106,24 @@ def test_grouped_calls_by_address_match_the_spec(dtype: torch.dtype, mid: int, i
         assert torch.equal(_bits(y), _bits(ref)), (seed, offset, "in place")
 
 
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float64), ids=str)
+def test_gaussian_calls_by_address_match_the_spec(dtype: torch.dtype) -> None:
+    """Gaussian dropout's one pass by address (a scalar key) is ``x * (1 + std z)`` with the
+    spec's normals ``z``: a view inside its storage, an element offset, in place and not."""
+    base = _input(1027, dtype)
+    x = base[3:]
+    for seed, offset in ((2**63 + 1, 0), (5, 1001)):
+        key = torch.tensor(seed if seed < 2**63 else seed - 2**64)
+        z = REF.normal_keys(key, offset, 1, x.numel(), x.device)
+        ref = x * (z * 0.7 + 1.0).to(dtype)
+        got = torch.empty_like(x)
+        assert NB.gaussian_keys(x, got, key, offset, 1, x.numel(), 0.7)
+        assert torch.equal(_bits(got), _bits(ref)), (seed, offset)
+        y = base.clone()[3:]
+        assert NB.gaussian_keys(y, y, key, offset, 1, y.numel(), 0.7)
+        assert torch.equal(_bits(y), _bits(ref)), (seed, offset, "in place")
+
+
 def test_scale_identity_detects_a_wrong_lane() -> None:
     """The comparison above would catch an off-by-one-lane kernel (a plausible bug)."""
     x = _input(1001, torch.float32)

@@ -29,7 +29,7 @@ import torch
 
 from dropkit import _mc_context, _sample_context, recording, rng
 from dropkit.backends import keyed
-from dropkit.backends.seeded import fresh_seed
+from dropkit.backends.seeded import fresh_seed, seed_tensor
 from dropkit.errors import DistributedSeedWarning, SampleKeyError
 
 __all__ = [
@@ -100,7 +100,7 @@ def scalar_seed(seed: object, generator: object) -> torch.Tensor:
         value = int(seed)
         if not 0 <= value < _UINT64:
             raise ValueError(f"seed must be in [0, 2**64), but got {value}")
-        return torch.tensor(_as_int64(value), dtype=torch.int64)
+        return seed_tensor(_as_int64(value))
     if generator is None:
         return fresh_seed()
     if not isinstance(generator, torch.Generator):

@@ -440,6 +440,12 @@ class NumbaBackend:
         """Gaussian dropout in one pass (float32/float64, serial); False to decline."""
         if x.dtype not in (torch.float32, torch.float64) or x.numel() >= 2 * self._min_part:
             return False
+        if rows == 1 and seed.dim() == 0:  # by address (see scale)
+            self._noise().gaussian_at_address(
+                x.data_ptr(), out.data_ptr(), x.numel(), int(seed), offset, std,
+                _BY_ADDRESS[x.dtype](0),
+            )
+            return True
         keys0, keys1 = _row_keys(seed, rows)
         xa = _flat(x)
         oa = xa if out is x else _flat(out)
@@ -465,8 +471,14 @@ class NumbaBackend:
         inputs large enough for torch's threads)."""
         if x.dtype not in (torch.float32, torch.float64) or x.numel() >= 2 * self._min_part:
             return False
-        rows = 1 if seed.dim() == 0 else seed.shape[0]
-        keys0, keys1 = _row_keys(seed, rows)
+        if seed.dim() == 0:  # by address (see scale)
+            n, c, h, w = x.shape
+            self._k.drop_block_at_address(
+                x.data_ptr(), out.data_ptr(), n, c, h, w, block, int(seed), offset, thresh,
+                _BY_ADDRESS[x.dtype](0),
+            )
+            return True
+        keys0, keys1 = _row_keys(seed, seed.shape[0])
         shape = np.array(x.shape, dtype=np.int64)
         xa = _flat(x)
         oa = xa if out is x else _flat(out)

@@ -60,6 +60,7 @@ __all__ = [
     "draw_seed",
     "draw_seed_ordered",
     "fresh_seed",
+    "seed_tensor",
 ]
 
 # (shape, seed, offset, ints, floats, device, opmath dtype) -> (weight, bias or None), each
@@ -110,6 +111,11 @@ def _draw() -> torch.Tensor:
 
 
 _SEED_LIKE = torch.empty((), dtype=torch.int64, device="cpu")
+
+
+def seed_tensor(value: int) -> torch.Tensor:
+    """An int64 ``value`` as a 0-d CPU int64 tensor, made as the drawn seeds are."""
+    return torch.empty_like(_SEED_LIKE).fill_(value)
 
 
 @draw_seed.register_fake

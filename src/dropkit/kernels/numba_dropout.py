@@ -43,12 +43,14 @@ __all__ = [
     "derive_id_keys",
     "derive_id_keys_parallel",
     "derive_keys",
+    "drop_block_at_address",
     "drop_block_rows",
     "eight_rows_ok",
     "keep_mask_at",
     "keep_mask_parallel",
     "keep_mask_rows",
     "keep_mask_serial",
+    "pointer",
     "scale_at",
     "scale_at_address",
     "scale_bf16_at_address",
@@ -64,6 +66,7 @@ __all__ = [
     "scale_rows_serial",
     "scale_serial",
     "scale_short_rows",
+    "scalar_keys",
     "select_at",
     "select_pair_serial",
     "short_rows_ok",
@@ -306,7 +309,7 @@ def scale_bf16_parallel(
 # a small call skips two ``Tensor.numpy()`` views, their array unboxing and the key split
 # (about a third of a 1024-element dropout's host time; docs/kernels.md).
 @intrinsic
-def _pointer(typingctx, addr, like):  # type: ignore[no-untyped-def]
+def pointer(typingctx, addr, like):  # type: ignore[no-untyped-def]
     """The int64 address ``addr`` as a pointer to values of ``like``'s type (a cast)."""
     ptr = types.CPointer(like)
 
@@ -317,6 +320,13 @@ def _pointer(typingctx, addr, like):  # type: ignore[no-untyped-def]
 
 
 _BF16_LIKE = np.uint16(0)
+
+
+@njit(inline="always", **_OPTS)
+def scalar_keys(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The row-key arrays ``(lo32, hi32)`` ``[1]`` of one int64 seed (its 64 bits)."""
+    key = np.uint64(seed)
+    return np.full(1, key & _M, np.uint64), np.full(1, key >> _S32, np.uint64)
 
 
 @njit(**_OPTS)
@@ -332,8 +342,8 @@ def scale_at_address(
     """``scale_serial`` from counter 0 on ``n`` contiguous values at ``x_addr`` / ``out_addr``
     (the same address in place), of ``w_keep``'s dtype; ``seed`` the int64 key (its
     two's-complement bits), ``thresh`` the threshold."""
-    x = carray(_pointer(x_addr, w_keep), n)
-    out = carray(_pointer(out_addr, w_keep), n)
+    x = carray(pointer(x_addr, w_keep), n)
+    out = carray(pointer(out_addr, w_keep), n)
     key = np.uint64(seed)
     scale_serial(x, out, np.uint64(0), key & _M, key >> _S32, np.uint64(thresh), w_keep, w_drop)
 
@@ -349,8 +359,8 @@ def scale_bf16_at_address(
     w_drop: np.float32,
 ) -> None:
     """``scale_at_address`` for bfloat16 (``scale_bf16_serial`` on the raw uint16 bits)."""
-    x = carray(_pointer(x_addr, _BF16_LIKE), n)
-    out = carray(_pointer(out_addr, _BF16_LIKE), n)
+    x = carray(pointer(x_addr, _BF16_LIKE), n)
+    out = carray(pointer(out_addr, _BF16_LIKE), n)
     key = np.uint64(seed)
     scale_bf16_serial(
         x, out, np.uint64(0), key & _M, key >> _S32, np.uint64(thresh), w_keep, w_drop
@@ -893,11 +903,9 @@ def scale_groups_at_address(
 ) -> None:
     """``scale_groups`` with one scalar key ``seed`` (int64 bits) over ``n`` contiguous values
     at ``x_addr`` / ``out_addr`` (see ``scale_at_address``)."""
-    x = carray(_pointer(x_addr, w_keep), n)
-    out = carray(_pointer(out_addr, w_keep), n)
-    key = np.uint64(seed)
-    keys0 = np.full(1, key & _M, np.uint64)
-    keys1 = np.full(1, key >> _S32, np.uint64)
+    x = carray(pointer(x_addr, w_keep), n)
+    out = carray(pointer(out_addr, w_keep), n)
+    keys0, keys1 = scalar_keys(seed)
     scale_groups(x, out, mid, inner, n // mid, keys0, keys1, np.uint64(start), np.uint64(thresh),
                  w_keep, w_drop, b_keep, b_drop, has_bias)
 
@@ -952,6 +960,32 @@ def drop_block_rows(
         scale = x.dtype.type(np.float64(per_sample) / np.float64(kept))
         for t in range(per_sample):
             out[lo + t] = x[lo + t] * (zero if dropped[lo + t] else scale)
+
+
+@njit(**_OPTS)
+def drop_block_at_address(
+    x_addr: int,
+    out_addr: int,
+    n: int,
+    c: int,
+    h: int,
+    w: int,
+    block: int,
+    seed: int,
+    start: int,
+    thresh: int,
+    like: np.floating,
+) -> None:
+    """``drop_block_rows`` with one scalar key ``seed`` (int64 bits) on contiguous
+    ``(n, c, h, w)`` values of ``like``'s dtype at ``x_addr`` / ``out_addr`` (see
+    ``scale_at_address``)."""
+    size = n * c * h * w
+    x = carray(pointer(x_addr, like), size)
+    out = carray(pointer(out_addr, like), size)
+    shape = np.empty(4, np.int64)
+    shape[0], shape[1], shape[2], shape[3] = n, c, h, w
+    keys0, keys1 = scalar_keys(seed)
+    drop_block_rows(x, out, shape, block, keys0, keys1, np.uint64(start), np.uint64(thresh))
 
 
 @njit(**_OPTS)

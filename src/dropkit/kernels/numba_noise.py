@@ -17,9 +17,9 @@ Paper: Box & Muller 1958, "A note on the generation of random normal deviates".
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import carray, njit
 
-from dropkit.kernels.numba_dropout import bits_at
+from dropkit.kernels.numba_dropout import bits_at, pointer, scalar_keys
 from dropkit.rng import (
     COS_COEFFS,
     EXP_COEFFS,
@@ -36,7 +36,13 @@ from dropkit.rng import (
     SQRT_STEPS,
 )
 
-__all__ = ["concrete_rows", "gaussian_rows", "logistic_rows", "normal_rows"]
+__all__ = [
+    "concrete_rows",
+    "gaussian_at_address",
+    "gaussian_rows",
+    "logistic_rows",
+    "normal_rows",
+]
 
 _OPTS = {"cache": True, "fastmath": False, "nogil": True, "error_model": "numpy"}
 _LOG = np.array(LOG_COEFFS, dtype=np.float64)
@@ -250,6 +256,19 @@ def gaussian_rows(
     for i in range(x.shape[0]):
         w = x.dtype.type(z[i] * std + 1.0)
         out[i] = x[i] * w
+
+
+@njit(**_OPTS)
+def gaussian_at_address(
+    x_addr: int, out_addr: int, n: int, seed: int, start: int, std: float, like: np.floating
+) -> None:
+    """``gaussian_rows`` with one scalar key ``seed`` (int64 bits) over ``n`` contiguous
+    values of ``like``'s dtype at ``x_addr`` / ``out_addr`` (see
+    ``numba_dropout.scale_at_address``)."""
+    x = carray(pointer(x_addr, like), n)
+    out = carray(pointer(out_addr, like), n)
+    keys0, keys1 = scalar_keys(seed)
+    gaussian_rows(x, out, n, keys0, keys1, np.uint64(start), std)
 
 
 @njit(**_OPTS)
