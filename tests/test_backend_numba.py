@@ -124,6 +124,26 @@ def test_gaussian_calls_by_address_match_the_spec(dtype: torch.dtype) -> None:
         assert torch.equal(_bits(y), _bits(ref)), (seed, offset, "in place")
 
 
+@pytest.mark.parametrize("dtype", (torch.float32, torch.float64), ids=str)
+def test_selections_by_address_match_the_spec(dtype: torch.dtype) -> None:
+    """The by-address selections: draws at chosen indices (embedding dropout's; indices
+    from a view inside its storage, an offset) and both halves of an affine multiplier
+    (alpha dropout's) equal the reference's, for seeds on both sides of 2**63."""
+    thresh = rng.threshold(0.3)
+    indices = torch.randint(0, 10**6, (1001,), generator=torch.Generator().manual_seed(1))[1:]
+    for seed in (3, 2**63 + 3):
+        key = torch.tensor(seed if seed < 2**63 else seed - 2**64)
+        for offset in (0, 17):
+            want = REF.select_at_keys(key, offset, indices, thresh, 1.5, -0.5, dtype)
+            got = NB.select_at_keys(key, offset, indices, thresh, 1.5, -0.5, dtype)
+            assert torch.equal(_bits(got), _bits(want)), (seed, offset)
+        w, b = NB.select_pair(1000, seed, thresh, (1.5, -0.5, 0.25, 2.0), dtype)
+        for got, (keep, drop) in ((w, (1.5, -0.5)), (b, (0.25, 2.0))):
+            want = torch.ones(1000, dtype=dtype)
+            REF.scale(want, want, seed, thresh, keep, drop)
+            assert torch.equal(_bits(got), _bits(want)), seed
+
+
 def test_scale_identity_detects_a_wrong_lane() -> None:
     """The comparison above would catch an off-by-one-lane kernel (a plausible bug)."""
     x = _input(1001, torch.float32)

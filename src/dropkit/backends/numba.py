@@ -501,10 +501,9 @@ class NumbaBackend:
             return None
         w, b = torch.empty(numel, dtype=dtype), torch.empty(numel, dtype=dtype)
         if numel:
-            f = np.float32 if dtype == torch.float32 else np.float64
-            k0, k1 = rng.seed_key(seed)
-            self._k.select_pair_serial(
-                w.numpy(), b.numpy(), np.uint64(k0), np.uint64(k1), np.uint64(thresh),
+            f = _BY_ADDRESS[dtype]
+            self._k.select_pair_at_address(
+                w.data_ptr(), b.data_ptr(), numel, _signed64(seed), thresh,
                 *(f(v) for v in weights),
             )
         return w, b
@@ -529,10 +528,9 @@ class NumbaBackend:
         if out.numel():
             if indices.dtype != torch.int64 or not indices.is_contiguous():
                 indices = indices.to(torch.int64).contiguous()
-            k0, k1 = rng.seed_key(int(seed))
-            self._k.select_at(
-                out.numpy().reshape(-1), indices.numpy().reshape(-1), np.int64(offset),
-                np.uint64(k0), np.uint64(k1), np.uint64(thresh), f(w_keep), f(w_drop),
+            self._k.select_at_address(
+                out.data_ptr(), indices.data_ptr(), out.numel(), offset, int(seed), thresh,
+                f(w_keep), f(w_drop),
             )
         return out
 

@@ -107,7 +107,16 @@ def _draw() -> torch.Tensor:
     skips the shape and dtype parsing of ``torch.empty``, and ``torch.set_default_device``
     cannot move the draw off the CPU generator).
     """
-    return torch.empty_like(_SEED_LIKE).random_()
+    return _seed_like().random_()
+
+
+def _seed_like() -> torch.Tensor:
+    """A new 0-d CPU int64 tensor: ``empty_like`` of a fixed one, or, under a dispatch mode
+    (fake tensors) or when compiling, a factory call the mode or graph sees (a mode refuses
+    real tensors as inputs)."""
+    if torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0:
+        return torch.empty((), dtype=torch.int64, device="cpu")
+    return torch.empty_like(_SEED_LIKE)
 
 
 _SEED_LIKE = torch.empty((), dtype=torch.int64, device="cpu")
@@ -115,7 +124,9 @@ _SEED_LIKE = torch.empty((), dtype=torch.int64, device="cpu")
 
 def seed_tensor(value: int) -> torch.Tensor:
     """An int64 ``value`` as a 0-d CPU int64 tensor, made as the drawn seeds are."""
-    return torch.empty_like(_SEED_LIKE).fill_(value)
+    if torch.compiler.is_compiling():
+        return torch.tensor(value, dtype=torch.int64)
+    return _seed_like().fill_(value)
 
 
 @draw_seed.register_fake

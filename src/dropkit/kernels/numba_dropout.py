@@ -68,6 +68,8 @@ __all__ = [
     "scale_short_rows",
     "scalar_keys",
     "select_at",
+    "select_at_address",
+    "select_pair_at_address",
     "select_pair_serial",
     "short_rows_ok",
 ]
@@ -320,6 +322,7 @@ def pointer(typingctx, addr, like):  # type: ignore[no-untyped-def]
 
 
 _BF16_LIKE = np.uint16(0)
+_I64_LIKE = np.int64(0)
 
 
 @njit(inline="always", **_OPTS)
@@ -408,6 +411,27 @@ def select_pair_serial(
             keep = bits[t] >= th
             ws[t] = w_keep if keep else w_drop
             bs[t] = b_keep if keep else b_drop
+
+
+@njit(**_OPTS)
+def select_pair_at_address(
+    w_addr: int,
+    b_addr: int,
+    n: int,
+    seed: int,
+    thresh: int,
+    w_keep: np.floating,
+    w_drop: np.floating,
+    b_keep: np.floating,
+    b_drop: np.floating,
+) -> None:
+    """``select_pair_serial`` into ``n`` contiguous values at ``w_addr`` / ``b_addr``, with the
+    int64 key ``seed`` (see ``scale_at_address``)."""
+    w = carray(pointer(w_addr, w_keep), n)
+    b = carray(pointer(b_addr, w_keep), n)
+    key = np.uint64(seed)
+    select_pair_serial(w, b, key & _M, key >> _S32, np.uint64(thresh), w_keep, w_drop, b_keep,
+                       b_drop)
 
 
 @njit(parallel=True, **_OPTS)
@@ -1010,6 +1034,26 @@ def select_at(
         i = np.uint64(indices[m] + start)
         _philox_block(i >> np.uint64(2), 1, key0, key1, bits)
         out[m] = w_keep if bits[np.int64(i & np.uint64(3))] >= th else w_drop
+
+
+@njit(**_OPTS)
+def select_at_address(
+    out_addr: int,
+    indices_addr: int,
+    n: int,
+    start: int,
+    seed: int,
+    thresh: int,
+    w_keep: np.floating,
+    w_drop: np.floating,
+) -> None:
+    """``select_at`` on ``n`` contiguous values at ``out_addr`` (``w_keep``'s dtype) and ``n``
+    int64 indices at ``indices_addr``, with the int64 key ``seed`` (see ``scale_at_address``)."""
+    out = carray(pointer(out_addr, w_keep), n)
+    indices = carray(pointer(indices_addr, _I64_LIKE), n)
+    key = np.uint64(seed)
+    select_at(out, indices, np.int64(start), key & _M, key >> _S32, np.uint64(thresh), w_keep,
+              w_drop)
 
 
 @njit(**_OPTS)
