@@ -408,6 +408,14 @@ class NumbaBackend:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Concrete dropout's ``(w, dw / d logit)`` in one pass (``numba_noise.concrete_rows``)."""
         n = rows * row_len
+        if rows == 1 and seed.dim() == 0 and n:  # by address (see scale)
+            w_t = torch.empty(n, dtype=dtype)
+            dw_t = torch.empty(n if grad else 0, dtype=dtype)
+            self._noise().concrete_at_address(
+                w_t.data_ptr(), w_t.data_ptr() if not grad else dw_t.data_ptr(), n, int(seed),
+                offset, float(logit), temperature, grad, _BY_ADDRESS[dtype](0),
+            )
+            return w_t, (dw_t if grad else None)
         kind = np.float32 if dtype == torch.float32 else np.float64
         w, dw = np.empty(n, kind), np.empty(n if grad else 0, kind)
         if n:

@@ -37,6 +37,7 @@ from dropkit.rng import (
 )
 
 __all__ = [
+    "concrete_at_address",
     "concrete_rows",
     "gaussian_at_address",
     "gaussian_rows",
@@ -269,6 +270,26 @@ def gaussian_at_address(
     out = carray(pointer(out_addr, like), n)
     keys0, keys1 = scalar_keys(seed)
     gaussian_rows(x, out, n, keys0, keys1, np.uint64(start), std)
+
+
+@njit(**_OPTS)
+def concrete_at_address(
+    w_addr: int,
+    dw_addr: int,
+    n: int,
+    seed: int,
+    start: int,
+    logit: float,
+    temperature: float,
+    grad: bool,
+    like: np.floating,
+) -> None:
+    """``concrete_rows`` with one scalar key ``seed`` (int64 bits) into ``n`` contiguous
+    values of ``like``'s dtype at ``w_addr`` (and at ``dw_addr`` if ``grad``)."""
+    w = carray(pointer(w_addr, like), n)
+    dw = carray(pointer(dw_addr, like), n if grad else 0)
+    keys0, keys1 = scalar_keys(seed)
+    concrete_rows(w, dw, n, keys0, keys1, np.uint64(start), logit, temperature, grad)
 
 
 @njit(**_OPTS)
