@@ -45,8 +45,10 @@ _SERVED = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _MISSING = "numba is not installed; install it with `pip install dropkit[cpu]`"
 _ZERO = np.uint64(0)
 _HALF64, _MASK64 = 1 << 63, (1 << 64) - 1
-# The dtypes whose small scale calls go by address, and their weights' numpy type.
-_BY_ADDRESS = {torch.float32: np.float32, torch.float64: np.float64, torch.bfloat16: np.float32}
+# The float kernels' numpy types; the dtypes whose small scale calls go by address, and
+# their weights' numpy type (bfloat16 scales in float32).
+_FLOATS = {torch.float32: np.float32, torch.float64: np.float64}
+_BY_ADDRESS = {**_FLOATS, torch.bfloat16: np.float32}
 _PARALLEL_IDS = 4096  # ids per part of a parallel key derivation (measured: 8192 ids break even)
 # Without AVX-512, rows of whole counters from this length on take the flat walk of blocks
 # (measured on AVX2, over the scalar-key kernel: rows of 256 1.08x flat against 1.25x with
@@ -364,9 +366,8 @@ class NumbaBackend:
         if n == 0:
             return True
         w_keep, w_drop, b_keep, b_drop = weights
-        ftype = _BY_ADDRESS.get(x.dtype) if x.dtype != torch.bfloat16 else None
-        if ftype is not None and rows == 1 and seed.dim() == 0:  # by address (see scale)
-            f = ftype
+        f = _FLOATS.get(x.dtype)
+        if f is not None and rows == 1 and seed.dim() == 0:  # by address (see scale)
             self._k.scale_groups_at_address(
                 x.data_ptr(), out.data_ptr(), n, mid, inner, int(seed), offset, thresh,
                 f(w_keep), f(w_drop), f(b_keep), f(b_drop), b_keep != 0.0 or b_drop != 0.0,
@@ -413,7 +414,7 @@ class NumbaBackend:
             dw_t = torch.empty(n if grad else 0, dtype=dtype)
             self._noise().concrete_at_address(
                 w_t.data_ptr(), w_t.data_ptr() if not grad else dw_t.data_ptr(), n, int(seed),
-                offset, float(logit), temperature, grad, _BY_ADDRESS[dtype](0),
+                offset, float(logit), temperature, grad, _FLOATS[dtype](0),
             )
             return w_t, (dw_t if grad else None)
         kind = np.float32 if dtype == torch.float32 else np.float64
@@ -451,7 +452,7 @@ class NumbaBackend:
         if rows == 1 and seed.dim() == 0:  # by address (see scale)
             self._noise().gaussian_at_address(
                 x.data_ptr(), out.data_ptr(), x.numel(), int(seed), offset, std,
-                _BY_ADDRESS[x.dtype](0),
+                _FLOATS[x.dtype](0),
             )
             return True
         keys0, keys1 = _row_keys(seed, rows)
@@ -483,7 +484,7 @@ class NumbaBackend:
             n, c, h, w = x.shape
             self._k.drop_block_at_address(
                 x.data_ptr(), out.data_ptr(), n, c, h, w, block, int(seed), offset, thresh,
-                _BY_ADDRESS[x.dtype](0),
+                _FLOATS[x.dtype](0),
             )
             return True
         keys0, keys1 = _row_keys(seed, seed.shape[0])
@@ -509,7 +510,7 @@ class NumbaBackend:
             return None
         w, b = torch.empty(numel, dtype=dtype), torch.empty(numel, dtype=dtype)
         if numel:
-            f = _BY_ADDRESS[dtype]
+            f = _FLOATS[dtype]
             self._k.select_pair_at_address(
                 w.data_ptr(), b.data_ptr(), numel, _signed64(seed), thresh,
                 *(f(v) for v in weights),
@@ -527,11 +528,11 @@ class NumbaBackend:
         dtype: torch.dtype,
     ) -> torch.Tensor | None:
         """``w_keep``/``w_drop`` per entry of ``indices`` (CPU int64); None to decline."""
-        if dtype not in (torch.float32, torch.float64) or type(indices) is not torch.Tensor:
+        f = _FLOATS.get(dtype)
+        if f is None or type(indices) is not torch.Tensor:
             return None
-        if indices.device.type != "cpu" or torch._C._are_functorch_transforms_active():
+        if not indices.is_cpu or torch._C._are_functorch_transforms_active():
             return None  # (under torch.func the reference's torch ops serve)
-        f = np.float32 if dtype == torch.float32 else np.float64
         out = torch.empty(indices.shape, dtype=dtype)  # (cheaper than from_numpy + view)
         if out.numel():
             if indices.dtype != torch.int64 or not indices.is_contiguous():
