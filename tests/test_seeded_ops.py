@@ -286,3 +286,18 @@ def test_fake_meta_subclasses_and_dispatch_modes_see_the_op() -> None:
         y = F.dropout(x, 0.5, seed=1)
     assert any("dropkit.mask_affine" in name for name in mode.ops), mode.ops
     assert torch.equal(y, F.dropout(x, 0.5, seed=1))
+
+
+def test_fresh_seeds_come_from_the_cpu_generator_whatever_the_default_device() -> None:
+    """A seed is drawn on the CPU generator (one draw, as ``torch.manual_seed`` expects) even
+    under a default-device context: made like a fixed CPU tensor, not by ``torch.empty``,
+    which the context would move (to the meta device here, where nothing can be drawn)."""
+    torch.manual_seed(11)
+    want = seeded.fresh_seed()
+    torch.manual_seed(11)
+    with torch.device("meta"):
+        got = seeded.fresh_seed()
+        fixed = seeded.seed_tensor(-5)
+    assert got.device.type == "cpu" and got.dtype == torch.int64 and got.dim() == 0
+    assert int(got) == int(want)
+    assert fixed.device.type == "cpu" and int(fixed) == -5
