@@ -312,12 +312,13 @@ def test_forked_child_after_parallel_parent() -> None:
 
 
 _FIRST_USE_CODE = """
-import json, sys
+import gc, json, sys
 import numpy as np, torch
 import dropkit.functional as F
 F.dropout(torch.randn(64), 0.5)  # numba's CPU target set up, its registries imported
 import numba.np.arraymath as am, numba.np.linalg as linalg
 state = {"scipy_linalg": "scipy.linalg" in sys.modules, "have_blas": bool(am._HAVE_BLAS),
+         "collector": gc.isenabled(),
          "restored": am.ensure_blas is linalg.ensure_blas
                      and linalg.ensure_blas.__qualname__ == "ensure_blas"}
 if state["have_blas"]:  # a user's jitted function that uses BLAS: numba's own check, unchanged
@@ -343,9 +344,31 @@ def test_first_use_probes_blas_without_importing_scipy_linalg() -> None:
 
     assert state["have_blas"] == backend_module._cython_blas_present()
     assert state["restored"]
+    assert state["collector"]  # (paused while numba loads, then on again)
     if state["have_blas"]:
         assert state["dot"]
         assert not state["scipy_linalg"]  # (read before the dot, whose compile imports it)
+
+
+def test_loading_pauses_the_collector_and_leaves_it_as_it_was() -> None:
+    """The garbage collector is off while numba loads (the load allocates some hundred
+    thousand objects), then as the user had it: on, off, and after an error alike."""
+    import gc
+
+    from dropkit.backends import numba as backend_module
+
+    was = gc.isenabled()
+    try:
+        for enabled in (True, False):
+            (gc.enable if enabled else gc.disable)()
+            with backend_module._collector_paused():
+                assert not gc.isenabled()
+            assert gc.isenabled() is enabled
+            with pytest.raises(ImportError), backend_module._collector_paused():
+                raise ImportError("numba")
+            assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()
 
 
 def test_wide_vectors_follows_the_features_numba_compiles_for(
