@@ -41,7 +41,8 @@ Left out on purpose (torch quirks, or torch internals outside dropkit's contract
 - Unbatched in-place ``dropout1d``/``dropout3d`` in torch raise the leaf-requires-grad error
   even in eval mode (their ``unsqueeze_`` runs first); not compared.
 - torch's AlphaDropout and FeatureAlphaDropout modules ignore ``inplace=True`` (their forward
-  never passes it on); the in-place module test covers the other four classes only.
+  never passes it on), and so do dropkit's (``test_alpha_modules_ignore_inplace_like_torch``);
+  the in-place module test covers the other four classes.
 - How much an in-place call bumps ``x._version`` (torch's alpha dropout bumps it twice): only
   "it increases" is checked.
 - NaN/inf inputs of dropped elements for 0 < p < 1 (torch multiplies by 0 and keeps NaN);
@@ -836,6 +837,60 @@ def test_inplace_module_returns_the_input(spec, shape, impl):
     version = x._version
     assert spec.cls(impl)(0.5, inplace=True)(x) is x
     assert x._version > version
+
+
+@pytest.mark.parametrize("spec", ALPHA_SPECS, ids=_ids)
+@impl_param
+def test_alpha_modules_ignore_inplace_like_torch(spec, impl):
+    x = positive(spec.shape).requires_grad_()  # (in place on it would raise)
+    before, version = x.detach().clone(), x._version
+    y = spec.cls(impl)(0.5, inplace=True)(x)
+    assert y is not x and x._version == version and torch.equal(x.detach(), before)
+    assert bool((y != x).any())  # it dropped something
+    y.sum().backward()
+    assert x.grad is not None
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=_ids)
+@pytest.mark.parametrize("numel", [16, 1 << 17])  # (the serial and the parallel kernels)
+def test_inplace_on_an_inference_tensor_raises_like_torch(spec, numel):
+    with torch.inference_mode():
+        rows = spec.shape[0] * (numel // math.prod(spec.shape) + 1)  # (more samples)
+        x = torch.ones(rows, *spec.shape[1:])
+        xt = x.clone()  # (torch's own in-place dropout writes part of it before it raises)
+    before = x.clone()
+    assert_raises_like_torch(lambda: quiet(spec.torch_fn, xt, 0.5, True, True),
+                             lambda: quiet(spec.dk_fn, x, 0.5, True, True))
+    assert isinstance(raised(lambda: quiet(spec.dk_fn, x, 0.5, True, True)), RuntimeError)
+    assert torch.equal(x, before)  # nothing written behind torch's back
+    with torch.inference_mode():  # inside inference mode it is allowed, as torch allows it
+        y = quiet(spec.dk_fn, x, 0.5, True, True, seed=3)
+    assert y is x and not torch.equal(x, before)
+
+
+@spec_param
+@pytest.mark.parametrize("p", [0.0, 0.5, 1.0])
+def test_p_as_a_0d_tensor_like_torch(spec, p):
+    """torch's dropout reads a 0-d tensor ``p`` as its value (its functionals and modules
+    alike); out of range it is the same ValueError, with the same text; a tensor of one
+    value that is not 0-d, or of several, raises what torch raises."""
+    x = positive(spec.shape)
+    for pt in (torch.tensor(p), torch.tensor(p, dtype=torch.float64)):
+        theirs, ours = spec.torch_fn(x, pt, True), spec.dk_fn(x, pt, True, seed=5)
+        assert ours.shape == theirs.shape
+        assert torch.equal(ours, spec.dk_fn(x, p, True, seed=5))  # the same mask as p itself
+        module = spec.dk_cls(pt).train()
+        assert module(x).shape == spec.torch_cls(pt).train()(x).shape
+    assert_raises_like_torch(lambda: spec.torch_fn(x, torch.tensor([p]), True),
+                             lambda: spec.dk_fn(x, torch.tensor([p]), True))
+    bad = torch.tensor(1.5)
+    with pytest.raises(ValueError) as theirs_err:
+        spec.torch_fn(x, bad, True)
+    with pytest.raises(ValueError) as ours_err:
+        spec.dk_fn(x, bad, True)
+    assert str(ours_err.value) == str(theirs_err.value)
+    assert_raises_like_torch(lambda: spec.torch_fn(x, torch.tensor([0.5, 0.2]), True),
+                             lambda: spec.dk_fn(x, torch.tensor([0.5, 0.2]), True))
 
 
 @spec_param

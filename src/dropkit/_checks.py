@@ -23,8 +23,19 @@ SCALINGS = ("inverted", "classic")
 
 
 def check_p(p: object, what: str = "dropout probability") -> float:
-    """``p`` as a float in [0, 1]; TypeError for non-numbers, ValueError for NaN or range."""
-    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+    """``p`` as a float in [0, 1]; TypeError for non-numbers, ValueError for NaN or range.
+
+    A 0-d real tensor is read as its value, as torch's dropout reads it (a bool tensor is
+    refused, as a bool is); other tensors raise what torch raises (RuntimeError for several
+    values, the range's ValueError, then TypeError for one value that is not 0-d).
+    """
+    tensor = isinstance(p, torch.Tensor) and p.dtype != torch.bool and not p.is_complex()
+    if tensor:
+        if p.numel() != 1:  # (torch: "Boolean value of Tensor ... is ambiguous")
+            raise RuntimeError(
+                f"{what} p must be one number, but got a tensor of shape {tuple(p.shape)}"
+            )
+    elif isinstance(p, bool) or not isinstance(p, numbers.Real):
         raise TypeError(
             f"{what} p must be a real number (float), but got {type(p).__name__} {p!r}"
         )
@@ -35,6 +46,8 @@ def check_p(p: object, what: str = "dropout probability") -> float:
         raise ValueError(f"{what} p is NaN; pass a number between 0 and 1")
     if value < 0.0 or value > 1.0:
         raise ValueError(f"{what} has to be between 0 and 1, but got {p}")
+    if tensor and p.dim() != 0:
+        raise TypeError(f"{what} p must be a float or a 0-d tensor, but got shape {tuple(p.shape)}")
     return value
 
 

@@ -202,6 +202,13 @@ def dispatched(x: torch.Tensor) -> bool:
     return _dispatched(x)
 
 
+_INFERENCE_INPLACE = (
+    "Inplace update to inference tensor outside InferenceMode is not allowed: dropkit "
+    "would write it behind torch's back. Make a clone to get a normal tensor before the "
+    "in-place dropout, or run it inside torch.inference_mode()"
+)
+
+
 def _version(x: torch.Tensor) -> int | None:
     """``x``'s version counter (None for inference tensors, which have none)."""
     return None if x.is_inference() else x._version
@@ -524,6 +531,8 @@ class SeededMultiply:
         ``lead`` leading dimensions of ``x`` (vmapped ones) share one multiplier.
         """
         if out is not None:  # in place: exactly one write counted, as torch's in-place ops
+            if x.is_inference() and not torch.is_inference_mode_enabled():
+                raise RuntimeError(_INFERENCE_INPLACE)  # (torch's check: the kernels skip it)
             before = _version(x)
             y = self._compute(x, seed, offset, ints, floats, bias, out, lead)
             _set_version(x, None if before is None else before + 1)

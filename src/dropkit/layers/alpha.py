@@ -153,7 +153,9 @@ class AlphaDropout(DropoutBase):
 
     Args:
         p: probability of an element to be dropped. Default: 0.5
-        inplace: If set to ``True``, will do this operation in-place. Default: ``False``
+        inplace: stored, and ignored by ``forward``, as torch's ``AlphaDropout`` does
+            (its forward never passes it on; a model converted from torch keeps its
+            behaviour). For an in-place call use the functional. Default: ``False``
         backward: what autograd keeps for backward (keyword only; see
             :func:`dropkit.functional.dropout`). Default: ``"auto"``.
 
@@ -173,7 +175,7 @@ class AlphaDropout(DropoutBase):
         super().__init__(p, inplace, backward=backward)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return alpha_dropout(input, self.p, self.training, self.inplace, backward=self.backward)
+        return alpha_dropout(input, self.p, self.training, backward=self.backward)  # (no inplace)
 
 
 class FeatureAlphaDropout(AlphaDropout):
@@ -196,5 +198,4 @@ class FeatureAlphaDropout(AlphaDropout):
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return feature_alpha_dropout(input, self.p, self.training, self.inplace,
-                                     backward=self.backward)
+        return feature_alpha_dropout(input, self.p, self.training, backward=self.backward)
