@@ -7,7 +7,8 @@
 - Both backward policies (a small multiplier kept by torch's autograd, a larger one
   regenerated from the keys) pass all of it: every test runs under each.
 - ``torch.jit.trace`` records the op: a traced model draws a fresh mask per call (and the
-  same one as eager under the same ``torch.manual_seed``), never uninitialised memory.
+  same one as eager under the same ``torch.manual_seed``), never uninitialised memory; it
+  refuses an input of another shape than the traced one, and tracing a drawn sample.
 """
 
 from __future__ import annotations
@@ -223,6 +224,37 @@ def test_jit_trace_draws_fresh_masks_like_eager(backend: str) -> None:
         x.requires_grad_()
         traced(x).sum().backward()
         assert x.grad is not None and bool(torch.isfinite(x.grad).all())
+
+
+TRACED = {
+    "dropout": lambda t: F.dropout(t, 0.5),
+    "dropout2d": lambda t: F.dropout2d(t, 0.5),
+    "alpha_dropout": lambda t: F.alpha_dropout(t, 0.5, True),
+    "gaussian_dropout": lambda t: F.gaussian_dropout(t, 0.5),
+    "drop_path": lambda t: F.drop_path(t, 0.5),
+    "drop_block2d": lambda t: F.drop_block2d(t, 0.2, 3),
+    "locked_dropout": lambda t: F.locked_dropout(t, 0.5),
+    "nn.Dropout": dropkit.nn.Dropout(0.5),
+}
+
+
+@pytest.mark.parametrize("name", list(TRACED))
+def test_jit_trace_refuses_another_shape(name: str) -> None:
+    """A trace records the mask shape as a constant: traced at batch 1, a batch of 5 would
+    get one sample's mask broadcast over every row. The traced op refuses, clearly."""
+    fn = TRACED[name]
+    traced = torch.jit.trace(fn, torch.ones(1, 3, 8, 8), check_trace=False)
+    ys = [traced(torch.ones(1, 3, 8, 8)) for _ in range(8)]  # the traced shape still works,
+    assert ys[0].shape == (1, 3, 8, 8) and any(not torch.equal(ys[0], y) for y in ys)  # fresh
+    with pytest.raises(RuntimeError, match=r"traced \(torch\.jit\.trace\) with an input of shape"):
+        traced(torch.ones(5, 3, 8, 8))
+
+
+def test_jit_trace_refuses_a_drawn_sample() -> None:
+    """Concrete dropout's draw has no input to check against: tracing it is refused."""
+    with pytest.raises(RuntimeError, match="cannot be traced"):
+        torch.jit.trace(lambda t: F.concrete_dropout(t, torch.tensor(0.0)), torch.ones(2, 4),
+                        check_trace=False)
 
 
 @pytest.mark.parametrize("name", list(ELEMENTWISE))

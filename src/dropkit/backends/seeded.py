@@ -31,7 +31,10 @@ Two kinds of op:
 Under ``torch.func.vmap`` a seeded call gives every vmapped slice the same mask (the mask is
 a function of the keys and the per-slice shape): the rule moves the vmapped dimension to the
 front and broadcasts the multiplier over it. ``torch.jit.trace`` records the custom op, so a
-traced model draws a fresh seed (an ``aten::random_`` in the trace) and a fresh mask per call.
+traced model draws a fresh seed (an ``aten::random_`` in the trace) and a fresh mask per call;
+the trace records the mask shape as a constant, so the traced op refuses an input of another
+shape (clearly, instead of broadcasting one sample's mask), and a drawn sample
+(:class:`SeededSample`) refuses tracing.
 
 To add a variant, see docs/design.md ("Adding a variant").
 """
@@ -207,6 +210,33 @@ _INFERENCE_INPLACE = (
     "would write it behind torch's back. Make a clone to get a normal tensor before the "
     "in-place dropout, or run it inside torch.inference_mode()"
 )
+
+
+# The last entry of a traced call's ``ints`` (every real entry is >= 0): the traced input's
+# shape and its rank come before it, so that the traced graph can refuse another shape.
+_TRACED = -0x7D5EED
+
+
+def _traced_ints(ints: Sequence[int], shape: Sequence[int]) -> list[int]:
+    """``ints`` for ``torch.jit.trace``: plain ints, then the input's shape, its rank and
+    :data:`_TRACED`. The tracer records all of them as constants (the mask shape too)."""
+    return [*(int(v) for v in ints), *(int(s) for s in shape), len(shape), _TRACED]
+
+
+def _untraced_ints(ints: Sequence[int], shape: Sequence[int], name: str) -> list[int]:
+    """The op's own ``ints`` of a traced call; RuntimeError if ``shape`` is not the traced
+    input's (the recorded mask shape would broadcast one sample's mask over the batch, or
+    not fit at all)."""
+    rank = int(ints[-2])
+    traced = [int(v) for v in ints[-2 - rank : -2]]
+    if list(shape) != traced:
+        raise RuntimeError(
+            f"dropkit::{name} was traced (torch.jit.trace) with an input of shape {traced}, "
+            f"and now gets {list(shape)}: a trace records dropkit's mask shape as a "
+            "constant, so another shape would get a wrong mask. Trace with the shape you "
+            "call with (one trace per shape), or use torch.compile (dynamic shapes)"
+        )
+    return [int(v) for v in ints[: -2 - rank]]
 
 
 def _version(x: torch.Tensor) -> int | None:
@@ -405,6 +435,8 @@ class SeededMultiply:
             floats: list[float],
             bias: bool,
         ) -> torch.Tensor:
+            if ints and ints[-1] == _TRACED:
+                ints = _untraced_ints(ints, x.shape, self.name)
             return compute(x, seed, offset, ints, floats, bias, None, 0)
 
         op = torch.library.custom_op(f"dropkit::{self.name}", impl, mutates_args=())
@@ -459,7 +491,7 @@ class SeededMultiply:
             # and writes back. The op records the keys' tensor, so a traced seed draw stays
             # in the graph.
             if torch.jit.is_tracing():  # the tracer records shapes as constants
-                ints = [int(v) for v in ints]
+                ints = _traced_ints(ints, x.shape)
             y = self.op(x, seed, offset, ints, floats, bias)
             return x.copy_(y) if inplace else y
         if torch._C._are_functorch_transforms_active():
@@ -627,7 +659,17 @@ class SeededSample:
         dtype: torch.dtype,
         device: torch.device,
     ) -> torch.Tensor:
-        """Draw: through the op when something must see it (as ``SeededMultiply.apply``)."""
+        """Draw: through the op when something must see it (as ``SeededMultiply.apply``).
+
+        ``torch.jit.trace`` is refused: the drawn shape would be a constant of the trace,
+        and the product with an input of another shape would broadcast one sample's draw
+        over the batch, silently."""
+        if torch.jit.is_tracing():
+            raise RuntimeError(
+                f"dropkit::{self.name} cannot be traced with torch.jit.trace (the trace would "
+                "fix the shape of its draw, and an input of another shape would silently "
+                "get a broadcast draw); use torch.compile, or run the model eagerly"
+            )
         if _dispatched(None, device):
             return self.op(list(shape), seed, offset, ints, floats, dtype, device)
         if torch._C._are_functorch_transforms_active():

@@ -176,7 +176,7 @@ def drop_block2d(
     check_dtype(input, "drop_block2d")
     if p == 1.0:
         return input * 0.0
-    h, w = input.shape[-2:]
+    h, w = (int(s) for s in input.shape[-2:])  # (under torch.jit.trace sizes are tensors)
     b = min(int(block_size), h, w)
     gamma = block_gamma(p, b, h, w)  # the rate of block centres: what the keys draw
     key = keys.resolve(seed, generator, list(input.shape), name="drop_block2d", p=gamma)
