@@ -140,6 +140,19 @@ def test_vmap_over_seeds_is_refused_clearly() -> None:
         torch.func.vmap(lambda t, s: F.dropout(t, 0.5, seed=s))(x, seeds)
 
 
+def test_vmap_with_different_randomness_is_refused_clearly() -> None:
+    """torch's vmap(randomness='different') gives each slice its own mask; dropkit draws one
+    key per call, so without a seed it says so and what to do (not functorch's message
+    about in-place randomness); with a seed every slice gets that seed's mask."""
+    x = torch.ones(4, 8)
+    with pytest.raises(RuntimeError, match=r"randomness='different'.*Pass seed="):
+        torch.func.vmap(lambda t: F.dropout(t, 0.5), randomness="different")(x)
+    y = torch.func.vmap(lambda t: F.dropout(t, 0.5, seed=2), randomness="different")(x)
+    assert all(torch.equal(row, F.dropout(x[0], 0.5, seed=2)) for row in y)
+    with pytest.raises(RuntimeError, match="randomness error mode"):  # torch's own, unchanged
+        torch.func.vmap(lambda t: F.dropout(t, 0.5))(x)
+
+
 def test_double_backward_regenerates_the_mask() -> None:
     x = torch.randn(8, dtype=torch.float64, requires_grad=True)
     y = F.dropout(x, 0.5, seed=7)

@@ -110,7 +110,21 @@ def _draw() -> torch.Tensor:
     skips the shape and dtype parsing of ``torch.empty``, and ``torch.set_default_device``
     cannot move the draw off the CPU generator).
     """
-    return _seed_like().random_()
+    try:
+        return _seed_like().random_()
+    except RuntimeError as err:  # (free when nothing is raised)
+        transformed = torch._C._are_functorch_transforms_active()
+        if transformed and "different inplace randomness" in str(err):
+            raise RuntimeError(_VMAP_DIFFERENT) from err
+        raise
+
+
+_VMAP_DIFFERENT = (
+    "dropkit under torch.func.vmap(randomness='different'): a mask per vmapped slice is not "
+    "supported (dropkit draws one key per call, and its masks are functions of the keys). "
+    "Pass seed= and vmap with randomness='same' or 'error' (every slice gets the mask of "
+    "that seed), or give each slice its own seed outside vmap"
+)
 
 
 def _seed_like() -> torch.Tensor:
