@@ -133,24 +133,71 @@ def test_linear_variants_under_forward_ad_and_torch_func(name: str) -> None:
     torch.testing.assert_close(torch.func.grad(lambda t: f(t).pow(2).sum())(x), leaf.grad)
 
 
-def test_vmap_over_seeds_is_refused_clearly() -> None:
-    x = torch.randn(3, 4)
-    seeds = torch.tensor([1, 2, 3])
-    with pytest.raises(RuntimeError, match="vmap over the seed"):
-        torch.func.vmap(lambda t, s: F.dropout(t, 0.5, seed=s))(x, seeds)
+PER_SLICE = {
+    "dropout": lambda t, s: F.dropout(t, 0.5, seed=s),
+    "dropout2d": lambda t, s: F.dropout2d(t.unsqueeze(0), 0.5, seed=s).squeeze(0),
+    "alpha_dropout": lambda t, s: F.alpha_dropout(t, 0.5, True, seed=s),
+    "feature_alpha_dropout": lambda t, s: F.feature_alpha_dropout(t, 0.5, True, seed=s),
+    "gaussian_dropout": lambda t, s: F.gaussian_dropout(t, 0.5, seed=s),
+    "drop_path": lambda t, s: F.drop_path(t, 0.5, seed=s),
+    "locked_dropout": lambda t, s: F.locked_dropout(t, 0.5, seed=s),
+}
+SEEDS = torch.tensor([3, 4, 5, 6])
 
 
-def test_vmap_with_different_randomness_is_refused_clearly() -> None:
-    """torch's vmap(randomness='different') gives each slice its own mask; dropkit draws one
-    key per call, so without a seed it says so and what to do (not functorch's message
-    about in-place randomness); with a seed every slice gets that seed's mask."""
-    x = torch.ones(4, 8)
-    with pytest.raises(RuntimeError, match=r"randomness='different'.*Pass seed="):
-        torch.func.vmap(lambda t: F.dropout(t, 0.5), randomness="different")(x)
-    y = torch.func.vmap(lambda t: F.dropout(t, 0.5, seed=2), randomness="different")(x)
-    assert all(torch.equal(row, F.dropout(x[0], 0.5, seed=2)) for row in y)
-    with pytest.raises(RuntimeError, match="randomness error mode"):  # torch's own, unchanged
+@pytest.mark.parametrize("name", list(PER_SLICE))
+def test_vmap_over_seeds_gives_each_slice_its_seeds_mask(name: str) -> None:
+    """vmap over the seed: slice ``v`` is the unbatched call with seed ``seeds[v]``, bit for
+    bit, for a vmapped input and for an unbatched one."""
+    f, x = PER_SLICE[name], torch.randn(4, 3, 4, 4, dtype=torch.float64)
+    y = torch.func.vmap(f)(x, SEEDS)
+    assert all(torch.equal(y[v], f(x[v], int(SEEDS[v]))) for v in range(4))
+    assert not torch.equal(y[0], y[1])  # (the check can fail: the slices differ)
+    y = torch.func.vmap(f, in_dims=(None, 0))(x[0], SEEDS)
+    assert all(torch.equal(y[v], f(x[0], int(SEEDS[v]))) for v in range(4))
+
+
+def test_vmap_over_seeds_differentiates_per_slice() -> None:
+    """grad of vmap, vmap of grad, jvp under vmap and backward through vmap: the gradient
+    and tangent of slice ``v`` are its own seed's multiplier."""
+    f = PER_SLICE["dropout"]
+    x = torch.randn(4, 6, 8, dtype=torch.float64)
+    want = torch.stack([f(torch.ones(6, 8, dtype=torch.float64), int(s)) for s in SEEDS])
+    vmap, grad = torch.func.vmap, torch.func.grad
+    assert torch.equal(grad(lambda z: vmap(f)(z, SEEDS).sum())(x), want)
+    assert torch.equal(vmap(grad(lambda z, s: f(z, s).sum()))(x, SEEDS), want)
+    _, tangent = vmap(lambda z, s: torch.func.jvp(lambda u: f(u, s), (z,),
+                                                  (torch.ones_like(z),)))(x, SEEDS)
+    assert torch.equal(tangent, want)
+    leaf = x.clone().requires_grad_()
+    vmap(f)(leaf, SEEDS).sum().backward()
+    assert torch.equal(leaf.grad, want)
+
+
+def test_vmap_with_different_randomness_masks_each_slice() -> None:
+    """torch's vmap(randomness='different'): each slice its own mask (one seed drawn per
+    slice from torch's generator, so reproducible under torch.manual_seed); torch's
+    'error' mode is unchanged, and a variant without a per-slice rule says so."""
+    x = torch.ones(4, 8, 8)
+
+    def draw() -> torch.Tensor:
+        torch.manual_seed(0)
+        return torch.func.vmap(lambda t: F.dropout(t, 0.5), randomness="different")(x)
+
+    y = draw()
+    assert len({tuple(r.flatten().tolist()) for r in y}) == 4 and torch.equal(y, draw())
+    with pytest.raises(RuntimeError, match="randomness error mode"):
         torch.func.vmap(lambda t: F.dropout(t, 0.5))(x)
+    with pytest.raises(RuntimeError, match="a mask per vmapped slice"):
+        torch.func.vmap(lambda t: F.drop_block2d(t.unsqueeze(0), 0.2, 3),
+                        randomness="different")(x.unsqueeze(1))
+    with pytest.raises(RuntimeError, match="a mask per vmapped slice"):
+        torch.func.vmap(lambda t, s: F.dropout(t, 0.5, True, True, seed=s))(x.clone(), SEEDS)
+    with pytest.raises(ValueError, match="seed must be in"):
+        torch.func.vmap(PER_SLICE["dropout"])(x, torch.tensor([1, -2, 3, 4]))
+    with pytest.raises(RuntimeError, match="a draw per vmapped slice"):  # (not one for all)
+        torch.func.vmap(lambda t: F.concrete_dropout(t, torch.tensor(0.0)),
+                        randomness="different")(x)
 
 
 def test_double_backward_regenerates_the_mask() -> None:

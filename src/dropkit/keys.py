@@ -113,12 +113,14 @@ def scalar_seed(seed: object, generator: object) -> torch.Tensor:
 
 
 def _tensor_seed(seed: torch.Tensor) -> torch.Tensor:
-    """A seed passed as a tensor: 0-d, integer (not bool), non-negative."""
-    if torch._C._functorch.is_batchedtensor(seed):
-        raise RuntimeError(
-            "dropkit: vmap over the seed is not supported; vmap over the input and pass one "
-            "seed (every vmapped slice then gets the same mask)"
-        )
+    """A seed passed as a tensor: 0-d, integer (not bool), non-negative.
+
+    A vmapped seed (one per slice) is 0-d per slice; each slice's mask is then its own
+    seed's (the op's vmap rule), and the values are checked on the seeds underneath.
+    """
+    plain = seed
+    while torch._C._functorch.is_functorch_wrapped_tensor(plain):  # (vmap's, grad's levels)
+        plain = torch._C._functorch.get_unwrapped(plain)
     if seed.dim() != 0:
         raise ValueError(
             f"a seed tensor must be 0-d, but got shape {tuple(seed.shape)}; pass one int"
@@ -129,11 +131,13 @@ def _tensor_seed(seed: torch.Tensor) -> torch.Tensor:
             "pass e.g. seed=1234"
         )
     seed = seed.to(device="cpu", dtype=torch.int64)
-    if not torch.compiler.is_compiling() and not torch.jit.is_tracing() and int(seed) < 0:
-        raise ValueError(
-            f"seed must be in [0, 2**64), but got {int(seed)}; a tensor seed holds 0 .. "
-            "2**63 - 1 (pass larger seeds as a Python int)"
-        )
+    if not torch.compiler.is_compiling() and not torch.jit.is_tracing():
+        low = int(seed) if plain is seed else (int(plain.min()) if plain.numel() else 0)
+        if low < 0:
+            raise ValueError(
+                f"seed must be in [0, 2**64), but got {low}; a tensor seed holds 0 .. "
+                "2**63 - 1 (pass larger seeds as a Python int)"
+            )
     return seed
 
 

@@ -30,11 +30,13 @@ Two kinds of op:
 
 Under ``torch.func.vmap`` a seeded call gives every vmapped slice the same mask (the mask is
 a function of the keys and the per-slice shape): the rule moves the vmapped dimension to the
-front and broadcasts the multiplier over it. ``torch.jit.trace`` records the custom op, so a
-traced model draws a fresh seed (an ``aten::random_`` in the trace) and a fresh mask per call;
-the trace records the mask shape as a constant, so the traced op refuses an input of another
-shape (clearly, instead of broadcasting one sample's mask), and a drawn sample
-(:class:`SeededSample`) refuses tracing.
+front and broadcasts the multiplier over it. A vmapped seed (seeds passed in, or
+``vmap(randomness="different")``, whose draw gives one seed per slice) gives slice ``v`` the
+mask of its own seed: the slices become rows of per-row keys. ``torch.jit.trace`` records
+the custom op, so a traced model draws a fresh seed (an ``aten::random_`` in the trace) and
+a fresh mask per call; the trace records the mask shape as a constant, so the traced op
+refuses an input of another shape (clearly, instead of broadcasting one sample's mask), and
+a drawn sample (:class:`SeededSample`) refuses tracing.
 
 To add a variant, see docs/design.md ("Adding a variant").
 """
@@ -115,16 +117,10 @@ def _draw() -> torch.Tensor:
     except RuntimeError as err:  # (free when nothing is raised)
         transformed = torch._C._are_functorch_transforms_active()
         if transformed and "different inplace randomness" in str(err):
-            raise RuntimeError(_VMAP_DIFFERENT) from err
+            # vmap(randomness="different"): a factory draw gives one seed per slice, and the
+            # op's vmap rule keys each slice's mask by its own seed.
+            return torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64)
         raise
-
-
-_VMAP_DIFFERENT = (
-    "dropkit under torch.func.vmap(randomness='different'): a mask per vmapped slice is not "
-    "supported (dropkit draws one key per call, and its masks are functions of the keys). "
-    "Pass seed= and vmap with randomness='same' or 'error' (every slice gets the mask of "
-    "that seed), or give each slice its own seed outside vmap"
-)
 
 
 def _seed_like() -> torch.Tensor:
@@ -191,6 +187,15 @@ def _plain(t: torch.Tensor) -> torch.Tensor:
     while torch._C._functorch.is_functorch_wrapped_tensor(t):
         t = torch._C._functorch.get_unwrapped(t)
     return t
+
+
+def _vmapped(t: torch.Tensor) -> bool:
+    """Whether ``t`` is batched by a ``torch.func.vmap`` level (under any other wrappers)."""
+    while torch._C._functorch.is_functorch_wrapped_tensor(t):
+        if torch._C._functorch.is_batchedtensor(t):
+            return True
+        t = torch._C._functorch.get_unwrapped(t)
+    return False
 
 
 _is_legacy_batched = torch._C._functorch.is_legacy_batchedtensor
@@ -375,10 +380,7 @@ class _EagerFunc(torch.autograd.Function):
         lead: int,
     ) -> tuple[torch.Tensor, int | None]:
         if in_dims[2] is not None:
-            raise RuntimeError(
-                "dropkit: vmap over the seed is not supported; vmap over the input and pass "
-                "one seed (every vmapped slice then gets the same mask)"
-            )
+            return _per_slice(in_dims, x, op, seed, offset, ints, floats, bias, inplace, lead)
         x_dim = in_dims[0]
         if x_dim is None:
             y = op.apply(x, seed, offset, ints, floats, bias=bias, inplace=inplace, lead=lead)
@@ -389,6 +391,39 @@ class _EagerFunc(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------- the two kinds of op
+def _per_slice(
+    in_dims: tuple,
+    x: torch.Tensor,
+    op: SeededMultiply,
+    seed: torch.Tensor,
+    offset: int,
+    ints: list[int],
+    floats: list[float],
+    bias: bool,
+    inplace: bool,
+    lead: int,
+) -> tuple[torch.Tensor, int]:
+    """The vmap rule for a vmapped seed (``vmap(randomness="different")`` draws one per
+    slice, or seeds passed in): slice ``v`` gets the mask of the seeded call with key
+    ``seed[v]``. The slices become rows of per-row keys (docs/mask-spec.md: row ``r``'s
+    elements are its key's stream), so each equals the unbatched call with its own seed."""
+    if inplace or lead or seed.dim() != 1 or (op.mask is None and ints):
+        raise RuntimeError(
+            f"dropkit::{op.name}: a mask per vmapped slice (a vmapped seed, or "
+            "vmap(randomness='different')) is supported for out-of-place calls of the "
+            "element-wise and channel variants, Gaussian dropout and drop path, in one vmap "
+            "level; pass one seed= (every slice gets its mask) or loop over the seeds"
+        )
+    keys = seed.movedim(in_dims[2], 0)  # [V]
+    x_dim = in_dims[0]
+    # [V, *slice shape]; an unbatched input: every slice drops its own units of it
+    front = x.expand(keys.shape[0], *x.shape) if x_dim is None else x.movedim(x_dim, 0)
+    if op.mask is not None:  # the mask gains the slices as its rows
+        rows = [keys.shape[0], *op.mask.shape_of(front.shape[1:], ints)]
+        _, ints = op.mask.with_shape(ints, rows)
+    return op.apply(front, keys, offset, ints, floats, bias=bias), 0
+
+
 class MaskGeometry(NamedTuple):
     """Where a :class:`SeededMultiply`'s multiplier lives, for sharded (DTensor) inputs.
 
@@ -687,6 +722,12 @@ class SeededSample:
         if _dispatched(None, device):
             return self.op(list(shape), seed, offset, ints, floats, dtype, device)
         if torch._C._are_functorch_transforms_active():
+            if _vmapped(seed):
+                raise RuntimeError(
+                    f"dropkit::{self.name}: a draw per vmapped slice (a vmapped seed, or "
+                    "vmap(randomness='different')) is not supported; pass one seed= (every "
+                    "slice gets its draw) or loop over the seeds"
+                )
             # No input is transformed: draw on plain tensors, outside torch.func's layers.
             with torch._C._DisableFuncTorch():
                 return self._sample(tuple(shape), _plain(seed), offset, ints, floats, device, dtype)
