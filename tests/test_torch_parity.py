@@ -894,6 +894,29 @@ def test_p_as_a_0d_tensor_like_torch(spec, p):
 
 
 @spec_param
+def test_sparse_input_raises_like_torch(spec):
+    """torch cannot drop units of a sparse tensor (NotImplementedError); dropkit says so
+    too, and how to drop its values instead. Where nothing is dropped both return it."""
+    x = quiet(lambda: positive(spec.shape).to_sparse())
+    assert_raises_like_torch(lambda: quiet(spec.torch_fn, x, 0.5, True),
+                             lambda: quiet(spec.dk_fn, x, 0.5, True))
+    with pytest.raises(NotImplementedError, match=r"values\(\)"):
+        quiet(spec.dk_fn, x, 0.5, True)
+    assert spec.dk_fn(x, 0.5, False) is x and spec.torch_fn(x, 0.5, False) is x
+
+
+def test_a_nested_tensor_is_refused_with_the_way_to_drop_its_values():
+    """torch drops units of a jagged nested tensor; dropkit refuses it clearly (its masks are
+    keyed by the index of a dense tensor) and names the equivalent on its values."""
+    nt = torch.nested.nested_tensor([torch.ones(2, 3), torch.ones(4, 3)], layout=torch.jagged)
+    with pytest.raises(NotImplementedError, match="nested_tensor_from_jagged"):
+        DF.dropout(nt, 0.5, True)
+    assert DF.dropout(nt, 0.5, False) is nt
+    y = torch.nested.nested_tensor_from_jagged(DF.dropout(nt.values(), 0.5, seed=1), nt.offsets())
+    assert torch.equal(y.values(), DF.dropout(torch.ones(6, 3), 0.5, seed=1))
+
+
+@spec_param
 @impl_param
 def test_inplace_on_a_non_leaf_backpropagates(spec, impl):
     base = positive(spec.shape, torch.float64).requires_grad_()

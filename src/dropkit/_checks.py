@@ -94,7 +94,16 @@ def check_writable(input: torch.Tensor, inplace: bool, name: str) -> torch.Tenso
 
 
 def check_dtype(input: torch.Tensor, name: str) -> torch.Tensor:
-    """A floating-point tensor, else :class:`dropkit.errors.DtypeError` (torch's error types)."""
+    """A dense floating-point tensor: :class:`dropkit.errors.DtypeError` (torch's error
+    types) for another dtype, NotImplementedError (torch's, for sparse) for another layout."""
+    if input.layout != torch.strided or input.is_nested:
+        kind = "nested" if input.is_nested else str(input.layout).replace("torch.", "")
+        raise NotImplementedError(
+            f"{name} drops units of dense (strided) tensors, but got a {kind} tensor; drop "
+            "its values instead (e.g. for sparse COO: torch.sparse_coo_tensor(x.indices(), "
+            f"{name}(x.values(), ...), x.shape); for a jagged nested tensor: "
+            "torch.nested.nested_tensor_from_jagged(dropout(x.values(), ...), x.offsets()))"
+        )
     if not input.is_floating_point():
         raise DtypeError(
             f"{name} needs a floating-point tensor to drop units of, but got dtype "
