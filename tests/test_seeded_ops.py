@@ -195,6 +195,9 @@ def test_vmap_with_different_randomness_masks_each_slice() -> None:
         torch.func.vmap(lambda t, s: F.dropout(t, 0.5, True, True, seed=s))(x.clone(), SEEDS)
     with pytest.raises(ValueError, match="seed must be in"):
         torch.func.vmap(PER_SLICE["dropout"])(x, torch.tensor([1, -2, 3, 4]))
+    with pytest.raises(RuntimeError, match="a mask per vmapped slice"):
+        torch.func.vmap(lambda i: F.embedding_dropout(i, torch.randn(5, 3), 0.5),
+                        randomness="different")(torch.tensor([[1, 2], [3, 4]]))
     with pytest.raises(RuntimeError, match="a draw per vmapped slice"):  # (not one for all)
         torch.func.vmap(lambda t: F.concrete_dropout(t, torch.tensor(0.0)),
                         randomness="different")(x)

@@ -66,6 +66,7 @@ __all__ = [
     "draw_seed_ordered",
     "fresh_seed",
     "seed_tensor",
+    "vmapped",
 ]
 
 # (shape, seed, offset, ints, floats, device, opmath dtype) -> (weight, bias or None), each
@@ -189,7 +190,7 @@ def _plain(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _vmapped(t: torch.Tensor) -> bool:
+def vmapped(t: torch.Tensor) -> bool:
     """Whether ``t`` is batched by a ``torch.func.vmap`` level (under any other wrappers)."""
     while torch._C._functorch.is_functorch_wrapped_tensor(t):
         if torch._C._functorch.is_batchedtensor(t):
@@ -722,7 +723,7 @@ class SeededSample:
         if _dispatched(None, device):
             return self.op(list(shape), seed, offset, ints, floats, dtype, device)
         if torch._C._are_functorch_transforms_active():
-            if _vmapped(seed):
+            if vmapped(seed):
                 raise RuntimeError(
                     f"dropkit::{self.name}: a draw per vmapped slice (a vmapped seed, or "
                     "vmap(randomness='different')) is not supported; pass one seed= (every "

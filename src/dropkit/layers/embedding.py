@@ -15,6 +15,7 @@ from dropkit import keys, rng
 from dropkit._checks import check_dtype, check_input, check_p, check_scaling, check_training
 from dropkit.backends import keyed
 from dropkit.backends.base import opmath_dtype
+from dropkit.backends.seeded import vmapped
 from dropkit.layers.base import StochasticModule
 
 __all__ = ["EmbeddingDropout", "embedding_dropout"]
@@ -90,6 +91,12 @@ def embedding_dropout(
     dtype = opmath_dtype(weight.dtype)
     rows = [weight.shape[0], 1]
     key = keys.resolve(seed, generator, rows, batched=False, name="embedding_dropout", p=p)
+    if torch._C._are_functorch_transforms_active() and vmapped(key.seed):
+        raise RuntimeError(
+            "embedding_dropout: a mask per vmapped slice (a vmapped seed, or "
+            "vmap(randomness='different')) is not supported; pass one seed= (every slice "
+            "gets its mask) or loop over the seeds"
+        )
     # Row t's decision is element t of the mask over the table's rows; only the looked-up
     # rows are drawn (one Philox counter per token), never the whole V x 1 mask.
     factor = keyed.select_at(key.seed, key.offset, input, rng.threshold(p), w_keep, 0.0, dtype)
