@@ -396,3 +396,14 @@ def test_inplace_on_leaf_requiring_grad_is_rejected():
         F.dropout(x, 0.5, inplace=True)
     with torch.no_grad():  # without autograd it is a plain in-place update
         assert F.dropout(x, 0.5, inplace=True, seed=0) is x
+
+
+@pytest.mark.parametrize(("shape", "error"), [
+    ((2.7, 3), TypeError), (("2", 3), TypeError), (5, TypeError), ("23", TypeError),
+    ((3, -1), ValueError), ((True, 2), TypeError),
+])
+def test_keep_mask_refuses_a_bad_shape_naming_it(shape: object, error: type) -> None:
+    """No silent truncation of 2.7 to 2: the shape must be ints, as torch's factories ask."""
+    with pytest.raises(error, match="keep_mask: shape"):
+        dropkit.keep_mask(shape, 0.5, seed=0)  # type: ignore[arg-type]
+    assert dropkit.keep_mask([2, 3], 0.5, seed=0).shape == (2, 3)

@@ -313,3 +313,30 @@ def test_ece_matches_torchmetrics() -> None:
             probs, target, num_classes=4, n_bins=n_bins, norm="l1"
         )
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_argument_types_and_shapes_raise_the_rules_errors() -> None:
+    """A non-int chunk or bin count is a TypeError; probabilities of the wrong rank a
+    ValueError naming the fix."""
+    model = nn.Sequential(dropkit.nn.Dropout(0.5))
+    for chunk in (1.5, "2"):
+        with pytest.raises(TypeError, match="chunk"):
+            mc_predict(model, torch.ones(2, 2), samples=2, chunk=chunk)  # type: ignore[arg-type]
+    probs, target = torch.full((4, 2), 0.5), torch.tensor([0, 1, 0, 1])
+    with pytest.raises(TypeError, match="n_bins"):
+        expected_calibration_error(probs, target, n_bins=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="predictive_mean"):
+        brier_score(probs.expand(3, 4, 2), target)
+
+
+@pytest.mark.parametrize("x", [torch.randn(1, 4), torch.randn(1, 4).expand(3, 4)])
+def test_an_in_place_first_layer_on_one_row_or_an_expanded_input(x: torch.Tensor) -> None:
+    """One row (or an expanded input) stacked for the fold is a stride-0 view; the stack is
+    copied, so an in-place first layer runs, leaves the caller's x alone, and gives the
+    rows of a larger batch."""
+    net = nn.Sequential(nn.ReLU(inplace=True), dropkit.nn.Dropout(0.5), nn.Linear(4, 2))
+    before = x.clone()
+    got = mc_predict(net, x, samples=4, seed=0)
+    assert torch.equal(x, before) and got.shape == (4, x.shape[0], 2)
+    wide = torch.cat([x[:1], torch.randn(2, 4)])
+    assert torch.equal(got[:, 0], mc_predict(net, wide, samples=4, seed=0)[:, 0])

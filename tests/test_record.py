@@ -10,7 +10,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 import dropkit
+import dropkit.functional as F
 from conftest import assert_fraction
+from dropkit import recording
 
 
 def _net() -> nn.Sequential:
@@ -96,3 +98,22 @@ def test_nothing_is_recorded_outside_and_bad_input_fails() -> None:
     assert len(rec) == 0
     with pytest.raises(TypeError, match=r"nn\.Module"), dropkit.record("net"):  # type: ignore[arg-type]
         pass
+
+
+def test_nested_blocks_each_keep_their_calls_and_close() -> None:
+    """Two open blocks both note a call; each closes itself, not an equal-looking one (a
+    value-equal dataclass once removed the outer block and left the inner one open)."""
+    x = torch.ones(8)
+    with dropkit.record() as outer:
+        with dropkit.record() as inner:
+            F.dropout(x, 0.5, seed=1)
+        F.dropout(x, 0.5, seed=2)
+    assert len(inner.calls) == 1 and len(outer.calls) == 2
+    assert not recording.active()
+    F.dropout(x, 0.5, seed=3)  # after both closed: noted nowhere
+    assert len(inner.calls) == 1 and len(outer.calls) == 2
+
+
+def test_replay_of_something_else_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match="RandomCall"):
+        dropkit.replay("x")  # type: ignore[arg-type]

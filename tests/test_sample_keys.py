@@ -186,11 +186,22 @@ def test_dim0_mismatch_names_layer_and_sizes() -> None:
     (torch.tensor([True, False]), TypeError),
     (torch.tensor([[1, 2]]), ValueError),
     (torch.tensor([1, -2]), ValueError),
+    (torch.tensor([1, 2**63], dtype=torch.uint64), ValueError),
 ])
 def test_bad_ids_fail_on_entry(ids: object, error: type) -> None:
     with pytest.raises(error, match="sample_keys"), dropkit.sample_keys(ids, seed=0):  # type: ignore[arg-type]
         pass
     assert _sample_context._ACTIVE is None
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.int32, torch.uint32,
+                                   torch.uint64])
+def test_ids_of_any_integer_dtype_key_as_int64_ids(dtype: torch.dtype) -> None:
+    ids, x = torch.tensor([5, 7, 200]), torch.ones(3, 16)
+    with dropkit.sample_keys(ids, seed=1):
+        want = dropkit.functional.dropout(x, 0.5)
+    with dropkit.sample_keys(ids.to(dtype), seed=1):
+        assert torch.equal(dropkit.functional.dropout(x, 0.5), want)
 
 
 def test_masks_without_per_sample_meaning_are_refused() -> None:

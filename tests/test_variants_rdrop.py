@@ -72,3 +72,9 @@ def test_errors() -> None:
         rdrop_loss(a, torch.ones(2, 3, dtype=torch.long))
     with pytest.raises(ValueError, match="pad_mask"):
         rdrop_loss(a, a, pad_mask=torch.zeros(3, dtype=torch.bool))
+
+
+def test_pad_mask_of_another_type_is_a_type_error() -> None:
+    logits = torch.randn(2, 3, 5)
+    with pytest.raises(TypeError, match="pad_mask must be a bool tensor"):
+        rdrop_loss(logits, logits, pad_mask=[[True, False, False], [False] * 3])  # type: ignore[arg-type]

@@ -159,3 +159,11 @@ def test_embedding_dropout_module() -> None:
         EmbeddingDropout(emb, 2.0)
     with pytest.raises(ValueError, match="2-D"):
         embedding_dropout(tokens, torch.ones(3), 0.1)
+
+
+@pytest.mark.parametrize("shape", [(0, 6), (0, 2, 6)])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_drop_connect_of_an_empty_batch_is_the_linear_map_of_nothing(shape, per_sample) -> None:
+    w, b = torch.randn(3, 6), torch.randn(3)
+    y = drop_connect(torch.randn(shape), w, b, 0.5, per_sample=per_sample, seed=1)
+    assert y.shape == tF.linear(torch.randn(shape), w, b).shape

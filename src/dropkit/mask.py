@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 
 import torch
@@ -13,6 +14,24 @@ from dropkit.backends import resolve
 from dropkit.keys import scalar_seed
 
 __all__ = ["keep_mask"]
+
+
+def _check_shape(shape: object) -> tuple[int, ...]:
+    """``shape`` as a tuple of non-negative ints (a torch.Size, a tuple or a list of ints)."""
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence):
+        raise TypeError(
+            f"keep_mask: shape must be a sequence of ints such as (2, 3) or x.shape, but got "
+            f"{type(shape).__name__} {shape!r}"
+        )
+    for s in shape:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral):
+            raise TypeError(
+                f"keep_mask: shape entries must be ints, but got {type(s).__name__} {s!r} in "
+                f"{tuple(shape)!r}"
+            )
+        if s < 0:
+            raise ValueError(f"keep_mask: shape entries must be >= 0, but got {tuple(shape)}")
+    return tuple(int(s) for s in shape)
 
 
 def keep_mask(
@@ -47,7 +66,7 @@ def keep_mask(
     if seed is None:
         raise TypeError("keep_mask needs an explicit int seed")
     key = int(scalar_seed(seed, None))
-    shape = tuple(int(s) for s in shape)
+    shape = _check_shape(shape)
     dev = torch.device("cpu" if device is None else device)
     if p == 1.0:
         return torch.zeros(shape, dtype=torch.bool, device=dev)

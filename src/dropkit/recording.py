@@ -89,7 +89,7 @@ class KeepRate:
         return (self.kept - self.numel * q) / math.sqrt(self.numel * q * (1.0 - q))
 
 
-@dataclass
+@dataclass(eq=False)  # (identity: nested blocks that recorded the same calls are two blocks)
 class Recording:
     """The calls recorded by one :func:`record` block, in order."""
 
@@ -188,6 +188,11 @@ def replay(call: RandomCall, device: torch.device | str = "cpu") -> torch.Tensor
         >>> torch.equal(dropkit.replay(rec[0]), y != 0)
         True
     """
+    if not isinstance(call, RandomCall):
+        raise TypeError(
+            f"replay expects a RandomCall (an entry of a dropkit.record() block), but got "
+            f"{type(call).__name__}"
+        )
     if call.kind not in KINDS:
         raise ValueError(f"unknown kind {call.kind!r}; a recorded call has one of {KINDS}")
     dev = torch.device(device)

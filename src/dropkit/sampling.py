@@ -39,7 +39,7 @@ def _check_ids(ids: object) -> torch.Tensor:
             f"sample_keys: ids must be 1-D (one id per row of the batch), but got shape "
             f"{tuple(ids.shape)}"
         )
-    if ids.dtype == torch.uint64 and ids.numel() and bool((ids >> 63).bool().any()):
+    if ids.dtype == torch.uint64 and ids.numel() and bool((ids.view(torch.int64) < 0).any()):
         raise ValueError("sample_keys: ids must be below 2**63; pass dataset indices")
     # A copy: editing the caller's tensor later (a reused buffer) changes no key. (Integer
     # tensors never require grad; a copy of a 1-D tensor is contiguous: nothing else to do.)

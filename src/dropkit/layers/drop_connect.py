@@ -86,6 +86,8 @@ def drop_connect(
         w = mask_affine(weight, key.seed, key.offset, thresh, shape, w_keep)
         return tF.linear(input, w, bias)
     n, (out_f, in_f) = input.shape[0], weight.shape
+    if input.numel() == 0:  # (no sample, no mask: the linear map of nothing, as F.linear)
+        return tF.linear(input, weight, bias)
     shape = [n, out_f, in_f]
     key = keys.resolve(seed, generator, shape, name="drop_connect", p=p)
     w = mask_affine(weight.expand(shape), key.seed, key.offset, thresh, shape, w_keep)

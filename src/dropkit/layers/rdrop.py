@@ -63,6 +63,11 @@ def rdrop_loss(
     log_b = torch.log_softmax(logits_b, dim=dim)
     per_row = 0.5 * ((log_a.exp() - log_b.exp()) * (log_a - log_b)).sum(dim=dim)
     if pad_mask is not None:
+        if not isinstance(pad_mask, torch.Tensor):
+            raise TypeError(
+                f"rdrop_loss: pad_mask must be a bool tensor of shape {tuple(per_row.shape)}, "
+                f"but got {type(pad_mask).__name__}; e.g. torch.as_tensor(mask, dtype=torch.bool)"
+            )
         if pad_mask.shape != per_row.shape or pad_mask.dtype != torch.bool:
             raise ValueError(
                 f"rdrop_loss: pad_mask must be a bool tensor of shape {tuple(per_row.shape)}, "

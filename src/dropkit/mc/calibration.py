@@ -25,8 +25,13 @@ __all__ = [
 
 
 def _check_pair(probs: object, target: object, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(probs, torch.Tensor) or not probs.is_floating_point() or probs.dim() != 2:
+    if not isinstance(probs, torch.Tensor) or not probs.is_floating_point():
         raise TypeError(f"{name} expects probs as a floating-point tensor [N, C]")
+    if probs.dim() != 2:
+        raise ValueError(
+            f"{name} expects probs of shape [N, C], but got shape {tuple(probs.shape)}; for "
+            "MC samples [T, N, C] pass their mean over dim 0 (predictive_mean)"
+        )
     if not isinstance(target, torch.Tensor) or target.dtype not in (
         torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8
     ):
@@ -97,7 +102,10 @@ def expected_calibration_error(
     Paper: Guo et al. 2017, "On calibration of modern neural networks".
     """
     probs, target = _check_pair(probs, target, "expected_calibration_error")
-    if isinstance(n_bins, bool) or not isinstance(n_bins, numbers.Integral) or n_bins < 1:
+    if isinstance(n_bins, bool) or not isinstance(n_bins, numbers.Integral):
+        raise TypeError(f"n_bins must be a positive int, but got {type(n_bins).__name__} "
+                        f"{n_bins!r}")
+    if n_bins < 1:
         raise ValueError(f"n_bins must be a positive int, but got {n_bins!r}")
     if target.numel() == 0:
         return probs.new_zeros(())

@@ -53,9 +53,12 @@ def _check_model(model: nn.Module) -> None:
 def _forward(model: nn.Module, x: torch.Tensor, seed: int, ts: list[int]) -> torch.Tensor:
     """Samples ``ts`` in one forward: ``[len(ts), B, ...]``."""
     k, rows = len(ts), x.shape[0]
-    # Sample-major stack: rows j*B .. (j+1)*B - 1 are sample ts[j]. A copy either way, so an
-    # in-place first layer never writes into the caller's x.
+    # Sample-major stack: rows j*B .. (j+1)*B - 1 are sample ts[j]. A copy of its own memory
+    # either way, so an in-place first layer never writes into the caller's x (nor into a
+    # stride-0 view: reshape of the expanded x is one when B == 1 or x is expanded itself).
     xin = x.clone() if k == 1 else x.expand(k, *x.shape).reshape(k * rows, *x.shape[1:])
+    if xin.data_ptr() == x.data_ptr():
+        xin = xin.clone(memory_format=torch.contiguous_format)
     with _mc_context.folding(seed, ts, rows):
         out = model(xin)
     if not isinstance(out, torch.Tensor):
@@ -138,7 +141,11 @@ def mc_predict(
     if x.dim() == 0:
         raise ValueError("mc_predict needs a batched input x of shape [B, ...], got a 0-d tensor")
     if chunk is not None:
-        if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1:
+        if isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral):
+            raise TypeError(
+                f"chunk must be None or a positive int, but got {type(chunk).__name__} {chunk!r}"
+            )
+        if chunk < 1:
             raise ValueError(f"chunk must be None or a positive int, but got {chunk!r}")
         chunk = min(int(chunk), samples)
     _check_model(model)
