@@ -403,6 +403,38 @@ def test_a_plain_recompute_never_takes_a_closed_blocks_keys() -> None:
                for a, b in zip(plain, _plain_grads(net, x, checkpointed=True), strict=True))
 
 
+@pytest.mark.parametrize("checkpointed_first", ["plain", "block"])
+def test_a_recompute_takes_its_own_regions_keys_whatever_came_between(
+    checkpointed_first: str,
+) -> None:
+    """A checkpointed call, then a call of the same draw in the other context (torch's seed
+    repeated), then the first one's backward: its recompute is matched by its checkpoint
+    region, not by the latest equal draw (which once gave the other call's keys, and wrong
+    gradients, in both orders)."""
+    x = torch.randn(5, 8, requires_grad=True)
+    with dropkit.sample_keys(IDS, seed=0):  # (blocks remembered from here on)
+        pass
+
+    def call() -> torch.Tensor:
+        return checkpoint(lambda t: dropkit.functional.dropout(t * 1.0, 0.5), x,
+                          use_reentrant=False)
+
+    torch.manual_seed(123)
+    if checkpointed_first == "plain":
+        y = call()
+    else:
+        with dropkit.sample_keys(IDS, seed=1):
+            y = call()
+    torch.manual_seed(123)
+    if checkpointed_first == "plain":
+        with dropkit.sample_keys(IDS, seed=1):
+            dropkit.functional.dropout(x * 1.0, 0.5)
+    else:
+        dropkit.functional.dropout(x * 1.0, 0.5)
+    (g,) = torch.autograd.grad(y.sum(), x)
+    assert torch.equal(g, (y != 0).float() / 0.5)
+
+
 def test_many_blocks_before_one_backward() -> None:
     """Gradient accumulation over more blocks than are kept: the graph keeps its blocks."""
     net = _net()

@@ -44,7 +44,7 @@ _PLAIN_KEPT = 4096  # draws of recent calls made outside any block (see ``note_p
 _SEQ = itertools.count()  # the order of every remembered handle
 # What names a call across a recompute: ("draw", a value drawn from torch's default
 # generator) or ("seed", an explicit seed); see dropkit.keys._handle.
-Handle = tuple[str, int]
+Handle = tuple[str, int, int]  # (kind, the draw or seed, the checkpoint frame's id or 0)
 
 
 @dataclass(eq=False)  # identity: blocks live in weak sets

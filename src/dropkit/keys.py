@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+import weakref
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -332,18 +333,50 @@ def _handle(
     *,
     in_block: bool,
     seedless: bool = False,
-) -> tuple[str, int] | None:
+) -> tuple[str, int, int] | None:
     """What names a call across a recompute: for a seed-less call its draw from torch's
     default generator (in a block one is drawn for it; outside, its seed is that draw), for
     an explicit seed the seed (no draw), for a generator call in a block a default-generator
-    draw (checkpointing restores only that one); None for a generator call outside."""
+    draw (checkpointing restores only that one); None for a generator call outside. With
+    the checkpoint region it runs in (:func:`_checkpoint_frame`), so that two calls of
+    equal draws in two regions (torch.manual_seed repeated between them) stay apart."""
+    frame = _checkpoint_frame()
     if in_block:
         if key is None or generator is not None:
-            return ("draw", int(fresh_seed()))
-        return ("seed", int(key))
+            return ("draw", int(fresh_seed()), frame)
+        return ("seed", int(key), frame)
     if generator is not None:
         return None
-    return ("draw", int(key)) if seedless else ("seed", int(key))  # type: ignore[arg-type]
+    return ("draw" if seedless else "seed", int(key), frame)  # type: ignore[arg-type]
+
+
+def _checkpoint_frame() -> int:
+    """The id of the non-reentrant ``torch.utils.checkpoint`` region this call runs in, in
+    its forward and in its recompute alike (0 outside one, or where it cannot be read).
+
+    The region's saved-tensor hooks are the innermost ones in both: in the forward
+    ``_checkpoint_hook`` (its pack hook holds the frame), in the recompute
+    ``_recomputation_hook`` (a weak reference to the same frame). Read from their closures;
+    anything else (another torch, a user's hooks on top, reentrant checkpointing) gives 0,
+    and matching falls back to the draw alone.
+    """
+    try:
+        hooks = torch._C._autograd._top_saved_tensors_default_hooks(True)
+    except Exception:  # (torch's private API moved: no frame)
+        return 0
+    if not hooks:
+        return 0
+    pack = getattr(hooks[0], "__wrapped__", hooks[0])  # (under torch._dynamo.disable)
+    for cell in getattr(pack, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # (an empty cell)
+            continue
+        if isinstance(value, weakref.ref):
+            value = value()
+        if type(value).__name__ == "_CheckpointFrame":
+            return id(value)
+    return 0
 
 
 def _folded(
