@@ -219,3 +219,10 @@ def test_every_torch_twin_module_keeps_bits(cls) -> None:
     kept = dropkit.backward_bytes(net, x)["1"]
     mask = 2 * 4096 if cls is dropkit.nn.AlphaDropout else 2 * 64  # elements of the mask
     assert kept.bytes == (mask + 7) // 8
+
+
+def test_backward_bytes_refuses_inference_mode() -> None:
+    """Under inference mode autograd saves nothing: not 0 bytes, a clear error."""
+    model = torch.nn.Sequential(dropkit.nn.Dropout(0.5))
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
+        dropkit.backward_bytes(model, torch.ones(4, 8))

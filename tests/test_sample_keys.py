@@ -476,3 +476,22 @@ def test_editing_the_ids_after_entry_changes_nothing() -> None:
         a = dropkit.functional.dropout(x, 0.5)
     with dropkit.sample_keys(IDS, seed=1):
         assert torch.equal(a, dropkit.functional.dropout(x, 0.5))
+
+
+def test_messages_for_a_1d_per_sample_drop_connect_and_a_reused_block() -> None:
+    with dropkit.sample_keys(torch.tensor([1]), seed=0), pytest.raises(
+            dropkit.SampleKeyError, match=r"1-D input .*unsqueeze\(0\)"):
+        dropkit.functional.drop_connect(torch.randn(6), torch.randn(3, 6), None, 0.5,
+                                        per_sample=True)
+    block = dropkit.sample_keys(torch.tensor([1]), seed=0)
+    with block:
+        pass
+    with pytest.raises(RuntimeError, match="entered already"), block:
+        pass
+
+
+def test_indexed_dataset_negative_indices_are_their_places() -> None:
+    data = dropkit.IndexedDataset(torch.utils.data.TensorDataset(torch.arange(5.0)))
+    assert data[-1][0] == 4 and torch.equal(data[-1][1][0], torch.tensor(4.0))
+    with pytest.raises(IndexError):
+        data[-6]

@@ -262,3 +262,33 @@ def test_load_state_dict_good_round_trip_and_partial_state() -> None:
         s2.load_state_dict(dict(state, schedule="cosine"))
     with pytest.raises(ValueError, match=r"cutoff.*>= 0"):
         schedules.LateDropout(model(), 1).load_state_dict({"cutoff": -1})
+
+
+def test_a_rate_the_layer_refuses_is_refused_by_the_schedule_and_changes_nothing() -> None:
+    """GaussianDropout refuses p = 1 in its constructor; a schedule that would set it says
+    so, names the layer, and leaves every rate and its step where they were."""
+    model = nn.Sequential(GaussianDropout(0.3), Dropout(0.2))
+    with pytest.raises(ValueError, match=r"layer '0' to p=1\.0.*GaussianDropout needs p < 1"):
+        schedules.ConstantDropout(model, p=1.0)
+    assert (model[0].p, model[1].p) == (0.3, 0.2)
+    schedule = schedules.LinearWarmup(model, warmup_steps=2, p=1.0)  # step 0: factor 0, fine
+    with pytest.raises(ValueError, match="GaussianDropout"):
+        for _ in range(3):
+            schedule.step()
+    last = schedule.last_step
+    with pytest.raises(ValueError):
+        schedule.step()
+    assert schedule.last_step == last  # (a refused step is not taken)
+
+
+def test_state_dict_is_a_copy() -> None:
+    """Editing a saved state (a dict of base rates) changes nothing until it is loaded,
+    and loading checks it."""
+    model = nn.Sequential(Dropout(0.2))
+    schedule = schedules.ConstantDropout(model, p=0.5)
+    state = schedule.state_dict()
+    state["base_ps"]["0"] = 7.0
+    schedule.step()
+    assert model[0].p == 0.5
+    with pytest.raises(ValueError):
+        schedule.load_state_dict(state)

@@ -430,7 +430,7 @@ def _check_sample_shape(
             + (
                 "use drop_connect(..., per_sample=True) / DropConnect(per_sample=True) for a "
                 "mask per sample, "
-                if name.startswith("drop_connect")
+                if name == "drop_connect"
                 else ""
             )
             + "or make this call outside the sample_keys block"

@@ -86,6 +86,12 @@ def backward_bytes(model: nn.Module, *args: Any, **kwargs: Any) -> dict[str, Lay
             )
         return t
 
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            "backward_bytes runs the model with grad enabled to see what autograd saves; "
+            "under torch.inference_mode() nothing is saved (it would report 0 bytes): call "
+            "it outside inference mode"
+        )
     for module in model.modules():
         handles.append(module.register_forward_pre_hook(enter))
         handles.append(module.register_forward_hook(leave))

@@ -122,7 +122,10 @@ class SampleKeys:
 
     def _enter(self) -> None:
         if self._state is not None:
-            raise RuntimeError("this sample_keys block is open already; make a new one")
+            raise RuntimeError(
+                "this sample_keys block was entered already (open now, or closed: a block is "
+                "entered once); make a new one, dropkit.sample_keys(ids, seed=...)"
+            )
         ids = _check_ids(self._ids)
         seed_t = _seed_tensor(self._seed)
         derive = keyed.id_deriver(int(seed_t), ids, keys.SAMPLE_DOMAIN)
@@ -192,7 +195,13 @@ class IndexedDataset(torch.utils.data.Dataset):
         self.dataset = dataset
 
     def __getitem__(self, index: int) -> tuple[int, Any]:
-        return int(index), self.dataset[index]
+        i = int(index)
+        if i < 0:  # (a negative index counts from the end, as in a list: its id is its place)
+            i += len(self.dataset)
+            if i < 0:
+                raise IndexError(f"IndexedDataset index {index} out of range for "
+                                 f"{len(self.dataset)} items")
+        return i, self.dataset[i]
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -17,6 +17,7 @@ Morerio et al. 2017, "Curriculum dropout" (rates that change during training).
 
 from __future__ import annotations
 
+import copy
 import numbers
 from collections.abc import Mapping
 from typing import Any
@@ -94,9 +95,13 @@ class DropoutSchedule:
         raise NotImplementedError
 
     def step(self) -> None:
-        """Advance one iteration and set every layer's ``p``."""
+        """Advance one iteration and set every layer's ``p`` (a refused rate: no change)."""
         self.last_step += 1
-        self._apply()
+        try:
+            self._apply()
+        except Exception:
+            self.last_step -= 1
+            raise
 
     def get_last_p(self) -> dict[str, float]:
         """The rate each layer got at the last step, by qualified name."""
@@ -108,12 +113,21 @@ class DropoutSchedule:
         missing = sorted(set(self.base_ps) - set(layers))
         if missing:
             raise ValueError(f"the schedule's layers {missing} are not dropkit layers of the model")
-        for name, rate in self.get_last_p().items():
+        rates = self.get_last_p()
+        for name, rate in rates.items():  # (every rate checked before any is set)
+            try:
+                type(layers[name]).check_rate(rate)
+            except ValueError as err:
+                raise ValueError(
+                    f"{type(self).__name__} at step {self.last_step} would set layer {name!r} "
+                    f"to p={rate}, which it refuses: {err}"
+                ) from None
+        for name, rate in rates.items():
             layers[name].p = rate
 
     def state_dict(self) -> dict[str, Any]:
         """The schedule's state (everything but the model), as torch's LR schedulers."""
-        return {k: v for k, v in self.__dict__.items() if k != "model"}
+        return {k: copy.deepcopy(v) for k, v in self.__dict__.items() if k != "model"}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore a state from :meth:`state_dict` and set the layers' rates for its step.

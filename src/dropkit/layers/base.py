@@ -27,6 +27,12 @@ class StochasticModule(nn.Module):
 
     _repr_fields: ClassVar[tuple[str, ...]] = ()
 
+    @classmethod
+    def check_rate(cls, p: object) -> float:
+        """``p`` as a rate this layer accepts (ValueError/TypeError otherwise): what its
+        constructor checks, and what a rate schedule checks before it sets ``p``."""
+        return check_p(p)
+
     def extra_repr(self) -> str:
         parts = [f"{name}={getattr(self, name)}" for name in self._repr_fields]
         scaling = getattr(self, "scaling", "inverted")

@@ -82,7 +82,11 @@ def drop_connect(
     thresh = rng.threshold(p)
     if not per_sample or input.dim() < 2:
         shape = list(weight.shape)
-        key = keys.resolve(seed, generator, shape, batched=False, name="drop_connect", p=p)
+        name = "drop_connect" if not per_sample else (
+            "drop_connect(per_sample=True) of a 1-D input (no batch dimension: give it one, "
+            "input.unsqueeze(0))"
+        )
+        key = keys.resolve(seed, generator, shape, batched=False, name=name, p=p)
         w = mask_affine(weight, key.seed, key.offset, thresh, shape, w_keep)
         return tF.linear(input, w, bias)
     n, (out_f, in_f) = input.shape[0], weight.shape

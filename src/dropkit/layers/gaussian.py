@@ -165,9 +165,15 @@ class GaussianDropout(StochasticModule):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
+        self.check_rate(p)
+        self.p = p
+
+    @classmethod
+    def check_rate(cls, p: object) -> float:
+        """A rate in [0, 1): at 1 the noise variance p/(1-p) is infinite."""
         if check_p(p) == 1.0:
             raise ValueError("GaussianDropout needs p < 1 (the noise variance p/(1-p) is infinite)")
-        self.p = p
+        return float(p)  # type: ignore[arg-type]
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return gaussian_dropout(input, self.p, self.training)
