@@ -136,6 +136,10 @@ class Recording:
         return self._names.get(id(module), type(module).__name__)
 
 
+# Recorded calls are plain data (names, ints, the keys' tensor): saved with torch.save, they
+# load with torch.load's default weights_only=True (docs/distributed.md compares ranks so).
+torch.serialization.add_safe_globals([RandomCall])
+
 _RECORDERS: list[Recording] = []  # open blocks (a plain global: one test per call)
 _LOCK = threading.Lock()
 
