@@ -435,6 +435,30 @@ def test_a_recompute_takes_its_own_regions_keys_whatever_came_between(
     assert torch.equal(g, (y != 0).float() / 0.5)
 
 
+@pytest.mark.parametrize("reentrant", [True, False])
+def test_micro_batches_reseeded_alike_then_one_backward(reentrant: bool) -> None:
+    """torch.manual_seed(5) before each of two blocks (outside them), checkpointed, one
+    backward for both: the two recomputes draw the same value and are matched one by one
+    (latest first, as backward runs them), not both to the latest block."""
+    x = torch.randn(4, 8)
+
+    def grads(checkpointed: bool) -> list[torch.Tensor]:
+        out = []
+        for ids in (torch.arange(4), torch.arange(4) + 100):
+            xi = x.clone().requires_grad_(True)
+            torch.manual_seed(5)
+            with dropkit.sample_keys(ids, seed=7):
+                f = lambda t: dropkit.functional.dropout(t, 0.5)  # noqa: E731
+                y = checkpoint(f, xi, use_reentrant=reentrant) if checkpointed else f(xi)
+            out.append((y, xi))
+        sum(y.sum() for y, _ in out).backward()
+        return [xi.grad for _, xi in out]  # type: ignore[misc]
+
+    eager, ckpt = grads(False), grads(True)
+    assert not torch.equal(eager[0], eager[1])  # (the two blocks' masks differ)
+    assert all(torch.equal(a, b) for a, b in zip(eager, ckpt, strict=True))
+
+
 def test_many_blocks_before_one_backward() -> None:
     """Gradient accumulation over more blocks than are kept: the graph keeps its blocks."""
     net = _net()

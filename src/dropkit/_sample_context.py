@@ -58,6 +58,7 @@ class SampleState:
     calls: int = 0
     handles: dict[Handle, tuple[int, int]] = field(default_factory=dict)  # -> (call, seq)
     ambiguous: set[Handle] = field(default_factory=set)  # handles seen twice in one block
+    replayed: set[Handle] = field(default_factory=set)  # handles a recompute has matched
 
     def next_call(self, handle: Handle | None) -> int:
         """The index of the next random call (0, 1, ...), remembered under ``handle``."""
@@ -67,6 +68,7 @@ class SampleState:
             if handle in self.handles:
                 self.ambiguous.add(handle)
             self.handles[handle] = (call, next(_SEQ))
+            self.replayed.discard(handle)
         return call
 
 
@@ -78,6 +80,7 @@ _BY_THREAD: dict[int, SampleState] = {}
 _KEPT: collections.deque[SampleState] = collections.deque(maxlen=KEPT_BLOCKS)
 _LIVE: weakref.WeakSet[SampleState] = weakref.WeakSet()
 _PLAIN: dict[Handle, int] = {}  # handle -> seq, oldest first
+_PLAIN_REPLAYED: set[Handle] = set()  # plain handles a recompute has matched
 _LOCK = threading.Lock()
 
 
@@ -124,28 +127,43 @@ def note_plain(handle: Handle) -> None:
     draw happened to be the same (torch.manual_seed repeated across runs)."""
     _PLAIN.pop(handle, None)  # (each dict operation is atomic under the GIL: no lock)
     _PLAIN[handle] = next(_SEQ)
+    _PLAIN_REPLAYED.discard(handle)  # (a new forward call: not replayed yet)
     if len(_PLAIN) > 2 * _PLAIN_KEPT:  # trim, now and then, to the newest _PLAIN_KEPT
         with _LOCK:
             for old in list(_PLAIN)[: len(_PLAIN) - _PLAIN_KEPT]:
                 _PLAIN.pop(old, None)
+                _PLAIN_REPLAYED.discard(old)
 
 
 def replayed_call(handle: Handle) -> tuple[SampleState, int] | None:
-    """The block and call index whose forward drew ``handle``: of every call remembered
-    with that draw, the latest (a recompute follows its own forward). None when that call
-    was made outside any block, or nothing remembers the draw. RuntimeError if the block
-    drew it twice (which call it replays cannot be told)."""
+    """The block and call index whose forward drew ``handle``; None when that call was made
+    outside any block, or nothing remembers the draw.
+
+    Of every call remembered with that draw (in blocks, and outside any block), the latest
+    one no recompute has matched yet, else the latest: each forward is recomputed once per
+    backward, latest first, so calls of one draw (torch.manual_seed repeated between
+    micro-batches, their backward together) are matched one by one, and a step's recompute
+    still finds its own forward after earlier steps'. RuntimeError if one block drew it
+    twice (which of its calls is replayed cannot be told)."""
     with _LOCK:
         blocks = set(_LIVE) | set(_KEPT)
-        plain_seq = _PLAIN.get(handle, -1)
-    best: tuple[int, SampleState] | None = None
+        plain_seq = _PLAIN.get(handle)
+        plain_done = handle in _PLAIN_REPLAYED
+    # (fresh first, then the latest seq): a plain call is the candidate ``None``
+    candidates: list[tuple[bool, int, SampleState | None]] = []
+    if plain_seq is not None:
+        candidates.append((not plain_done, plain_seq, None))
     for state in blocks:
         entry = state.handles.get(handle)
-        if entry is not None and entry[1] > plain_seq and (best is None or entry[1] > best[0]):
-            best = (entry[1], state)
-    if best is None:
+        if entry is not None:
+            candidates.append((handle not in state.replayed, entry[1], state))
+    if not candidates:
         return None
-    state = best[1]
+    _, _, state = max(candidates, key=lambda c: (c[0], c[1]))
+    if state is None:
+        _PLAIN_REPLAYED.add(handle)
+        return None
+    state.replayed.add(handle)
     if handle in state.ambiguous:
         raise RuntimeError(
             "dropkit.sample_keys: a recomputed random call cannot be matched to its forward "
