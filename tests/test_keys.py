@@ -262,3 +262,30 @@ def test_draws_at_chosen_indices_match_the_reference(dtype, offset) -> None:
     assert torch.equal(got, want)
     full = rng.random_bits(5000 + offset, _u64(seed)) >= thresh  # the whole stream
     assert torch.equal(want == 2.5, full[idx + offset])
+
+
+def test_the_rank_check_runs_after_a_block_and_in_compiled_graphs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The once-per-process rank warning is checked on every seed-less draw until it has
+    fired: also for a plain call once a sample_keys block has been used (the slower path),
+    and when a compiled graph draws its seed at run time (a graph cannot hold the check)."""
+    import dropkit
+    import dropkit.functional as F
+    from dropkit import keys
+
+    checks: list[int] = []
+    # (as the real check: nothing while compiling, where a graph would only replay it)
+    monkeypatch.setattr(keys, "_check_distributed",
+                        lambda: None if torch.compiler.is_compiling() else checks.append(1))
+    monkeypatch.setattr(keys, "_WARNED", False)
+    with dropkit.sample_keys(torch.arange(2), seed=0):
+        F.dropout(torch.ones(2, 4), 0.5)
+    before = len(checks)
+    F.dropout(torch.ones(2, 4), 0.5)  # plain, blocks remembered
+    assert len(checks) > before
+    compiled = torch.compile(lambda t: F.dropout(t, 0.5), backend="aot_eager", fullgraph=True)
+    compiled(torch.ones(3))
+    before = len(checks)
+    compiled(torch.ones(3))  # the graph's draw, at run time
+    assert len(checks) > before

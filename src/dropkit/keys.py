@@ -30,7 +30,7 @@ import torch
 
 from dropkit import _mc_context, _sample_context, recording, rng
 from dropkit.backends import keyed
-from dropkit.backends.seeded import fresh_seed, seed_tensor
+from dropkit.backends.seeded import fresh_seed, on_graph_draw, seed_tensor
 from dropkit.errors import DistributedSeedWarning, SampleKeyError
 
 __all__ = [
@@ -304,6 +304,8 @@ def _resolve(
     # outside backward it is noted as a plain call's; inside backward the latest call with
     # that handle, in a block or not, is the one replayed.
     key = scalar_seed(seed, generator)  # (the draw of a seed-less call, as always)
+    if seed is None and generator is None and not _WARNED:
+        _check_distributed()  # (a plain call after a block: the same warning as before one)
     if compiling or not _trackable():
         return Keys(key)
     handle = _handle(key, generator, in_block=False, seedless=seed is None and generator is None)
@@ -464,6 +466,14 @@ def _sample_keyed(
 
 
 _WARNED = False
+
+
+def _check_distributed_once() -> None:
+    if not _WARNED:
+        _check_distributed()
+
+
+on_graph_draw(_check_distributed_once)  # (a compiled call warns when its graph runs)
 
 
 def _check_distributed() -> None:

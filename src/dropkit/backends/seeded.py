@@ -65,6 +65,7 @@ __all__ = [
     "draw_seed",
     "draw_seed_ordered",
     "fresh_seed",
+    "on_graph_draw",
     "seed_tensor",
     "vmapped",
 ]
@@ -103,6 +104,7 @@ KEEP_BYTES = 16 * 1024
 )
 def draw_seed() -> torch.Tensor:
     """A fresh seed from torch's default CPU generator (advances it by one draw)."""
+    _graph_draw()
     return _draw()
 
 
@@ -164,7 +166,22 @@ _ORDER_TOKEN = torch.zeros(1, dtype=torch.int64)
 )
 def draw_seed_ordered(token: torch.Tensor) -> torch.Tensor:
     """``draw_seed()`` for compiled graphs; ``token`` orders the draws and is left unchanged."""
+    _graph_draw()
     return _draw()
+
+
+_GRAPH_DRAW_HOOKS: list[Callable[[], None]] = []
+
+
+def on_graph_draw(hook: Callable[[], None]) -> None:
+    """Run ``hook()`` whenever a graph (compiled, traced) draws a seed, at run time: the
+    eager checks a graph cannot hold (``dropkit.keys``'s once-per-process rank warning)."""
+    _GRAPH_DRAW_HOOKS.append(hook)
+
+
+def _graph_draw() -> None:
+    for hook in _GRAPH_DRAW_HOOKS:
+        hook()
 
 
 @draw_seed_ordered.register_fake
