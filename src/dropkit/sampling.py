@@ -103,7 +103,9 @@ class SampleKeys:
     """The block :func:`sample_keys` returns (a context manager; see there).
 
     Entering and leaving run eagerly, also inside a ``torch.compile``d function (they are
-    excluded from the graph); the calls inside read the block as compiled code.
+    excluded from the graph: a graph break, so not under ``fullgraph=True``, where the
+    block is opened outside the compiled function); the calls inside read the block as
+    compiled code.
     """
 
     def __init__(self, ids: torch.Tensor, seed: int | torch.Tensor | None = None) -> None:
