@@ -408,7 +408,6 @@ class _EagerFunc(torch.autograd.Function):
         return (x, x_dim) if inplace else (y, 0)
 
 
-# ---------------------------------------------------------------- the two kinds of op
 def _per_slice(
     in_dims: tuple,
     x: torch.Tensor,
@@ -442,6 +441,7 @@ def _per_slice(
     return op.apply(front, keys, offset, ints, floats, bias=bias), 0
 
 
+# ---------------------------------------------------------------- the two kinds of op
 class MaskGeometry(NamedTuple):
     """Where a :class:`SeededMultiply`'s multiplier lives, for sharded (DTensor) inputs.
 
