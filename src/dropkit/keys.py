@@ -30,7 +30,7 @@ import torch
 
 from dropkit import _mc_context, _sample_context, recording, rng
 from dropkit.backends import keyed
-from dropkit.backends.seeded import fresh_seed, on_graph_draw, seed_tensor
+from dropkit.backends.seeded import fresh_seed, on_graph_draw, seed_tensor, unwrapped
 from dropkit.errors import DistributedSeedWarning, SampleKeyError
 
 __all__ = [
@@ -119,9 +119,7 @@ def _tensor_seed(seed: torch.Tensor) -> torch.Tensor:
     A vmapped seed (one per slice) is 0-d per slice; each slice's mask is then its own
     seed's (the op's vmap rule), and the values are checked on the seeds underneath.
     """
-    plain = seed
-    while torch._C._functorch.is_functorch_wrapped_tensor(plain):  # (vmap's, grad's levels)
-        plain = torch._C._functorch.get_unwrapped(plain)
+    plain = unwrapped(seed)  # (under vmap's and grad's levels)
     if seed.dim() != 0:
         raise ValueError(
             f"a seed tensor must be 0-d, but got shape {tuple(seed.shape)}; pass one int"
@@ -304,8 +302,8 @@ def _resolve(
     # outside backward it is noted as a plain call's; inside backward the latest call with
     # that handle, in a block or not, is the one replayed.
     key = scalar_seed(seed, generator)  # (the draw of a seed-less call, as always)
-    if seed is None and generator is None and not _WARNED:
-        _check_distributed()  # (a plain call after a block: the same warning as before one)
+    if seed is None and generator is None:
+        _check_distributed_once()  # (a plain call after a block: the same warning as before)
     if compiling or not _trackable():
         return Keys(key)
     handle = _handle(key, generator, in_block=False, seedless=seed is None and generator is None)

@@ -67,6 +67,7 @@ __all__ = [
     "fresh_seed",
     "on_graph_draw",
     "seed_tensor",
+    "unwrapped",
     "vmapped",
 ]
 
@@ -200,7 +201,7 @@ def fresh_seed() -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- the eager graph node
-def _plain(t: torch.Tensor) -> torch.Tensor:
+def unwrapped(t: torch.Tensor) -> torch.Tensor:
     """``t`` without torch.func's wrappers (a seed made inside ``grad``/``jvp`` is wrapped)."""
     while torch._C._functorch.is_functorch_wrapped_tensor(t):
         t = torch._C._functorch.get_unwrapped(t)
@@ -748,5 +749,6 @@ class SeededSample:
                 )
             # No input is transformed: draw on plain tensors, outside torch.func's layers.
             with torch._C._DisableFuncTorch():
-                return self._sample(tuple(shape), _plain(seed), offset, ints, floats, device, dtype)
+                seed = unwrapped(seed)
+                return self._sample(tuple(shape), seed, offset, ints, floats, device, dtype)
         return self._sample(tuple(shape), seed, offset, ints, floats, device, dtype)

@@ -171,9 +171,10 @@ class GaussianDropout(StochasticModule):
     @classmethod
     def check_rate(cls, p: object) -> float:
         """A rate in [0, 1): at 1 the noise variance p/(1-p) is infinite."""
-        if check_p(p) == 1.0:
+        rate = check_p(p)
+        if rate == 1.0:
             raise ValueError("GaussianDropout needs p < 1 (the noise variance p/(1-p) is infinite)")
-        return float(p)  # type: ignore[arg-type]
+        return rate
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return gaussian_dropout(input, self.p, self.training)
